@@ -1,0 +1,128 @@
+"""The ASGI middleware that times an app's own code and turns long stretches into stalls."""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from typing import Any, TypeAlias
+
+from .locations import blocking_stack, to_frames
+from .records import Endpoint, Request, Stall
+from .stretches import SampledStack, TimedCoroutine
+from .watch import active_watch
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_current_scope: ContextVar[Scope | None] = ContextVar("loopwatch_current_scope", default=None)
+"""The scope of the watched call this context runs in; an inner watched app defers to it."""
+
+_NEVER = float("inf")
+
+
+def _threshold() -> float:
+    watch = active_watch()
+    return _NEVER if watch is None else watch.threshold
+
+
+class LoopwatchMiddleware:
+    """ASGI middleware: records every stretch of `app`'s code that stalls the loop.
+
+    Stalls go to the watch active when they end (the running test); with none active,
+    the app runs untouched. Usable as `app.add_middleware(LoopwatchMiddleware)`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if active_watch() is None or _current_scope.get() is not None:
+            await self.app(scope, receive, send)
+            return
+        entry_root_path = scope.get("root_path", "")
+
+        def record_stall(start: float, duration: float, samples: Counter[SampledStack] | None) -> None:
+            watch = active_watch()
+            if watch is None:
+                return
+            try:
+                watch.record(_stall(scope, entry_root_path, duration, watch.threshold, samples))
+            except Exception as error:  # noqa: BLE001 - never raise into the app
+                watch.internal_errors.append(f"recording a stall: {error!r}")
+
+        token = _current_scope.set(scope)
+        try:
+            await TimedCoroutine(self.app(scope, receive, send), _threshold, record_stall)
+        finally:
+            _current_scope.reset(token)
+
+
+def wrap(app: ASGIApp) -> ASGIApp:
+    """`app`, watched; an app that is watched already comes back as it is."""
+    if isinstance(app, LoopwatchMiddleware):
+        return app
+    return LoopwatchMiddleware(app)
+
+
+def _stall(
+    scope: Scope,
+    entry_root_path: str,
+    duration: float,
+    threshold: float,
+    samples: Counter[SampledStack] | None,
+) -> Stall:
+    found = blocking_stack(samples) if samples else None
+    if found is None:
+        location, stack = None, ()
+    else:
+        sampled, index = found
+        stack = to_frames(sampled)
+        location = stack[index]
+    return Stall(
+        duration=duration,
+        threshold=threshold,
+        request=Request(
+            type=str(scope.get("type", "")),
+            method=scope.get("method"),
+            path=scope.get("path"),
+        ),
+        route=_route(scope, entry_root_path),
+        endpoint=_endpoint(scope.get("endpoint")),
+        location=location,
+        stack=stack,
+        samples=sum(samples.values()) if samples else 0,
+    )
+
+
+def _route(scope: Scope, entry_root_path: str) -> str | None:
+    """The matched route's path template, with the prefix of the mounts it sits under."""
+    template = getattr(scope.get("route"), "path", None)
+    if not isinstance(template, str):
+        return None
+    root_path = scope.get("root_path", "")
+    mounted_under = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
+    return mounted_under + template
+
+
+def _endpoint(endpoint: object) -> Endpoint | None:
+    if endpoint is None:
+        return None
+    target = inspect.unwrap(endpoint) if callable(endpoint) else endpoint
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    name = f"{module}.{qualname}" if module else qualname
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        return Endpoint(name=name, file=code.co_filename, line=code.co_firstlineno)
+    try:
+        file = inspect.getsourcefile(target)  # type: ignore[arg-type]
+        line = inspect.getsourcelines(target)[1]  # type: ignore[arg-type]
+    except (TypeError, OSError):
+        return Endpoint(name=name, file=None, line=None)
+    return Endpoint(name=name, file=file, line=line)
+

@@ -1,0 +1,48 @@
+"""The typed records that describe a stall; JSON is made from them only at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a sampled stack."""
+
+    file: str
+    line: int
+    function: str
+    code: str
+    is_user_code: bool
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the ASGI scope says about the call: `http`, `websocket` or `lifespan`."""
+
+    type: str
+    method: str | None
+    path: str | None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The function or class the router picked for the request."""
+
+    name: str
+    file: str | None
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Stall:
+    """One stretch of app code that held the event loop longer than the threshold."""
+
+    duration: float
+    threshold: float
+    request: Request
+    route: str | None
+    endpoint: Endpoint | None
+    location: Frame | None
+    stack: tuple[Frame, ...]
+    samples: int

@@ -1,0 +1,107 @@
+"""The one thread that looks at long stretches while they run, to say where they block.
+
+Timing says how long; only a look at the loop thread's stack during the stretch can say
+where. The watchdog can look only when the loop thread lets go of the GIL: at once when
+it sleeps or does I/O, at the next switch interval (5 ms) in pure-Python loops, and right
+after a C call that holds the GIL returns, which is still the blocking line.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from types import FrameType
+
+from .stretches import STRETCH_CODE, SampledStack, clock, running_stretches, stretch_samples
+
+_MAX_DEPTH = 256
+
+
+def sample_stack(frame: FrameType | None) -> SampledStack:
+    """The frames from the app's coroutine inwards, outermost first."""
+    stack: list[tuple[str, int, str]] = []
+    while frame is not None and len(stack) < _MAX_DEPTH:
+        code = frame.f_code
+        if code is STRETCH_CODE:
+            break
+        stack.append((code.co_filename, frame.f_lineno or code.co_firstlineno, code.co_qualname))
+        frame = frame.f_back
+    stack.reverse()
+    return tuple(stack)
+
+
+class Watchdog:
+    """Samples every stretch that has run for `look_after` seconds, every `interval`."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._look_after: float | None = None
+        self._interval = 0.01
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+
+    def watch(self, threshold: float) -> None:
+        """Look at stretches longer than a quarter of `threshold`; start the thread if needed."""
+        with self._changed:
+            # A quarter of the threshold, polled at an eighth (at most 10 ms), puts the
+            # first sample well before the stretch becomes a stall.
+            self._look_after = threshold / 4
+            self._interval = min(max(threshold / 8, 0.001), 0.01)
+            self._changed.notify()
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="loopwatch-watchdog", daemon=True)
+            self._thread.start()
+
+    def pause(self) -> None:
+        """Sleep until the next `watch`, costing nothing meanwhile."""
+        with self._changed:
+            self._look_after = None
+
+    def stop(self) -> None:
+        """End the thread; `watch` starts a new one."""
+        thread = self._thread
+        if thread is None:
+            return
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        thread.join()
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._look_after is None and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                # Condition.wait times out on the C monotonic clock, so a test that
+                # patches the `time` module cannot make the watchdog sleep forever.
+                self._changed.wait(self._interval)
+                look_after = self._look_after
+            if look_after is not None:
+                try:
+                    self._sample_long_stretches(look_after)
+                except Exception as error:  # noqa: BLE001 - the watchdog must outlive its bugs
+                    self.errors.append(f"watchdog: {error!r}")
+
+    def _sample_long_stretches(self, look_after: float) -> None:
+        now = clock()
+        for thread, start in list(running_stretches.items()):
+            if now - start < look_after:
+                continue
+            stack = sample_stack(sys._current_frames().get(thread))
+            if running_stretches.get(thread) is not start:
+                continue
+            entry = stretch_samples.get(thread)
+            if entry is None or entry[0] is not start:
+                entry = (start, Counter())
+                stretch_samples[thread] = entry
+            entry[1][stack] += 1
+
+
+watchdog = Watchdog()
+"""The process's one watchdog."""
