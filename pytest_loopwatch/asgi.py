@@ -5,12 +5,11 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 from .locations import blocking_stack, to_frames
-from .records import Endpoint, Request, Stall
-from .stretches import SampledStack, TimedCoroutine
+from .records import Endpoint, Frame, Request, Stall
+from .stretches import SampledStack, in_stretch, timed, timing
 from .watch import active_watch
 
 Scope: TypeAlias = MutableMapping[str, Any]
@@ -18,16 +17,6 @@ Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_current_scope: ContextVar[Scope | None] = ContextVar("loopwatch_current_scope", default=None)
-"""The scope of the watched call this context runs in; an inner watched app defers to it."""
-
-_NEVER = float("inf")
-
-
-def _threshold() -> float:
-    watch = active_watch()
-    return _NEVER if watch is None else watch.threshold
 
 
 class LoopwatchMiddleware:
@@ -41,25 +30,28 @@ class LoopwatchMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if active_watch() is None or _current_scope.get() is not None:
-            await self.app(scope, receive, send)
-            return
-        entry_root_path = scope.get("root_path", "")
+        await watched_call(self.app, scope, receive, send)
 
-        def record_stall(start: float, duration: float, samples: Counter[SampledStack] | None) -> None:
-            watch = active_watch()
-            if watch is None:
-                return
-            try:
-                watch.record(_stall(scope, entry_root_path, duration, watch.threshold, samples))
-            except Exception as error:  # noqa: BLE001 - never raise into the app
-                watch.internal_errors.append(f"recording a stall: {error!r}")
 
-        token = _current_scope.set(scope)
-        try:
-            await TimedCoroutine(self.app(scope, receive, send), _threshold, record_stall)
-        finally:
-            _current_scope.reset(token)
+def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    """Call `app`, timed while a watch is active and no watched call around it times it."""
+    call = app(scope, receive, send)
+    if not timing() or in_stretch():
+        return call
+    return timed(call, _record_stall, (scope, scope.get("root_path", "")))
+
+
+def _record_stall(
+    request: tuple[Scope, str], duration: float, samples: Counter[SampledStack] | None
+) -> None:
+    watch = active_watch()
+    if watch is None:
+        return
+    scope, entry_root_path = request
+    try:
+        watch.record(_stall(scope, entry_root_path, duration, watch.threshold, samples))
+    except Exception as error:  # noqa: BLE001 - never raise into the app
+        watch.internal_errors.append(f"recording a stall: {error!r}")
 
 
 def wrap(app: ASGIApp) -> ASGIApp:
@@ -77,9 +69,9 @@ def _stall(
     samples: Counter[SampledStack] | None,
 ) -> Stall:
     found = blocking_stack(samples) if samples else None
-    if found is None:
-        location, stack = None, ()
-    else:
+    stack: tuple[Frame, ...] = ()
+    location: Frame | None = None
+    if found is not None:
         sampled, index = found
         stack = to_frames(sampled)
         location = stack[index]
@@ -105,7 +97,9 @@ def _route(scope: Scope, entry_root_path: str) -> str | None:
     if not isinstance(template, str):
         return None
     root_path = scope.get("root_path", "")
-    mounted_under = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
+    mounted_under = (
+        root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
+    )
     return mounted_under + template
 
 
@@ -125,4 +119,3 @@ def _endpoint(endpoint: object) -> Endpoint | None:
     except (TypeError, OSError):
         return Endpoint(name=name, file=None, line=None)
     return Endpoint(name=name, file=file, line=line)
-

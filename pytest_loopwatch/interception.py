@@ -2,10 +2,9 @@
 
 httpx's and httpx2's `ASGITransport` and Starlette's `TestClient` keep the app in an
 instance attribute `app` and read it each time they call it. A data descriptor named
-`app` on their classes takes precedence over that instance attribute: reads made by the
-clients' own methods get the app watched, any other read (`client.app.state`,
-`dependency_overrides`) gets the app itself. Removing the descriptor restores the classes
-exactly, and it works for clients created before the test began.
+`app` on their classes takes precedence over that instance attribute, so it hands the
+clients the app watched, also in clients created before the test began; removing the
+descriptor restores the classes exactly.
 """
 
 from __future__ import annotations
@@ -15,19 +14,24 @@ from collections.abc import Iterator
 from types import CodeType, FunctionType
 from typing import Any
 
-from .asgi import ASGIApp, LoopwatchMiddleware
+from .asgi import ASGIApp, LoopwatchMiddleware, Receive, Scope, Send, watched_call
 
 _MISSING = object()
 
+# (module, class, whether users read its `app`). Transports are read on every request and
+# hardly ever by users: every read gets the watched app. `TestClient.app` is what users
+# read (`client.app.dependency_overrides`) and the client itself reads only for the
+# lifespan: there, only reads by the client's own code get the watched app. (Looking at
+# the caller costs 2% of a fast request, too much for the transports.)
 # Only modules the test suite has imported are patched, so that loopwatch never imports
 # a client (with side effects such as Starlette's warning about httpx) on its own.
 _CALLERS = (
-    ("httpx", "ASGITransport"),
-    ("httpx2", "ASGITransport"),
-    ("httpx2.websockets._transport", "ASGIWebSocketAsyncNetworkStream"),
-    ("starlette.testclient", "_TestClientTransport"),
-    ("starlette.testclient", "WebSocketTestSession"),
-    ("starlette.testclient", "TestClient"),
+    ("httpx", "ASGITransport", False),
+    ("httpx2", "ASGITransport", False),
+    ("httpx2.websockets._transport", "ASGIWebSocketAsyncNetworkStream", False),
+    ("starlette.testclient", "_TestClientTransport", False),
+    ("starlette.testclient", "WebSocketTestSession", False),
+    ("starlette.testclient", "TestClient", True),
 )
 
 
@@ -45,13 +49,22 @@ def _codes_of(cls: type) -> Iterator[CodeType]:
 
 
 class _WatchedOnRead(LoopwatchMiddleware):
-    """The wrapper a client's own read of `app` gets; never stored back."""
+    """The watched app handed out on reading `app`; never stored back."""
+
+    # The clients call the app they read at once, so no coroutine of our own is
+    # needed around the watched call: one layer less on every request.
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        return watched_call(self.app, scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        # A user's `transport.app.state` still finds the app's attributes.
+        return getattr(self.app, name)
 
 
 class _WatchedAppAttribute:
-    """The `app` attribute: watched for the clients' code, untouched for everyone else."""
+    """The `app` attribute, watched: for every reader, or only for the client's own code."""
 
-    def __init__(self, client_code: set[CodeType]) -> None:
+    def __init__(self, client_code: set[CodeType] | None) -> None:
         self._client_code = client_code
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
@@ -61,7 +74,9 @@ class _WatchedAppAttribute:
             app: ASGIApp = instance.__dict__["app"]
         except KeyError:
             raise AttributeError("app") from None
-        if sys._getframe(1).f_code not in self._client_code or isinstance(app, LoopwatchMiddleware):
+        if isinstance(app, LoopwatchMiddleware) or (
+            self._client_code is not None and sys._getframe(1).f_code not in self._client_code
+        ):
             return app
         return _WatchedOnRead(app)
 
@@ -82,13 +97,16 @@ class Interception:
         """Patch the client classes imported since the last call; idempotent."""
         patched = {cls for cls, _ in self._saved}
         try:
-            for module_name, class_name in _CALLERS:
+            for module_name, class_name, users_read_it in _CALLERS:
                 cls = getattr(sys.modules.get(module_name), class_name, None)
                 if not isinstance(cls, type) or cls in patched:
                     continue
-                self._client_code.update(_codes_of(cls))
+                if users_read_it:
+                    self._client_code.update(_codes_of(cls))
                 self._saved.append((cls, cls.__dict__.get("app", _MISSING)))
-                cls.app = _WatchedAppAttribute(self._client_code)  # type: ignore[attr-defined]
+                cls.app = _WatchedAppAttribute(  # type: ignore[attr-defined]
+                    self._client_code if users_read_it else None
+                )
         except BaseException:
             self.uninstall()
             raise

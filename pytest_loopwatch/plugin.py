@@ -45,7 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"longest a stretch of app code may hold the loop: {ACCEPTED_FORMS} "
         f"(default 100ms; env {THRESHOLD_ENV})",
     )
-    parser.addini("loopwatch", "watch ASGI apps in every test, as --loopwatch", type="bool", default=False)
+    parser.addini(
+        "loopwatch", "watch ASGI apps in every test, as --loopwatch", type="bool", default=False
+    )
     parser.addini("loopwatch_threshold", "default for --loopwatch-threshold", default="")
 
 
@@ -62,7 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Validate every setting up front, so a typo stops the run before any test (exit 4)."""
     config.addinivalue_line(
         "markers",
-        f"{MARKER_SIGNATURE}: watch this test's ASGI apps for event-loop stalls (or not, with False)",
+        f"{MARKER_SIGNATURE}: watch this test's ASGI apps for event-loop stalls "
+        "(or, with False, do not)",
     )
     config.stash[RUN_SETTINGS] = session_settings(
         cli_enabled=config.getoption("loopwatch"),
@@ -141,8 +144,8 @@ def _end(item: pytest.Item) -> None:
         item.config.stash[INTERCEPTION].uninstall()
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not stop watching: {error!r}")
-    for error in watch.internal_errors:
-        _internal_error(item, error)
+    for message in watch.internal_errors:
+        _internal_error(item, message)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -187,7 +190,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 @pytest.fixture
 def loopwatch(request: pytest.FixtureRequest) -> Watch:
     """Watch this test's ASGI apps even without --loopwatch; holds its stalls and `wrap(app)`."""
-    return request.node.stash[TEST_WATCH]
+    watch: Watch = request.node.stash[TEST_WATCH]
+    return watch
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

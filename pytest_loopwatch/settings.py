@@ -71,7 +71,10 @@ def _marker_arguments(enabled: object = True, *, threshold: object = None) -> tu
 
 
 def settings_for_test(
-    run: Settings, marker_args: tuple[Any, ...] | None, marker_kwargs: dict[str, Any], uses_fixture: bool
+    run: Settings,
+    marker_args: tuple[Any, ...] | None,
+    marker_kwargs: dict[str, Any],
+    uses_fixture: bool,
 ) -> Settings:
     """One test's settings: its closest `loopwatch` marker wins, then the fixture, then the run.
 
@@ -89,5 +92,7 @@ def settings_for_test(
         raise pytest.UsageError(f"@pytest.mark.{MARKER}({enabled!r}) is not valid; {usage}")
     return Settings(
         enabled=enabled,
-        threshold=run.threshold if threshold is None else _threshold(threshold, f"@pytest.mark.{MARKER}(threshold=...)"),
+        threshold=run.threshold
+        if threshold is None
+        else _threshold(threshold, f"@pytest.mark.{MARKER}(threshold=...)"),
     )

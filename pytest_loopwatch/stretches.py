@@ -22,72 +22,82 @@ clock = time.perf_counter
 SampledStack: TypeAlias = tuple[tuple[str, int, str], ...]
 """Frames from the app's coroutine inwards, as (file, line, qualified function name)."""
 
+LongStretchHandler: TypeAlias = Callable[[Any, float, "Counter[SampledStack] | None"], None]
+"""Called with (context, duration, the watchdog's samples) after a stretch over the limit."""
+
 running_stretches: dict[int, float] = {}
 """Thread id -> start of the stretch of app code that thread is running now."""
 
 stretch_samples: dict[int, tuple[float, Counter[SampledStack]]] = {}
 """Thread id -> (start of the sampled stretch, how often each stack was seen in it)."""
 
-LongStretchHandler: TypeAlias = Callable[[float, float, "Counter[SampledStack] | None"], None]
-"""Called with (start, duration, samples) after a stretch longer than `long_after()`."""
+_limit = float("inf")
 
 
-class TimedCoroutine:
-    """Awaitable that runs `awaitable` and reports each of its long stretches."""
+def report_stretches_longer_than(seconds: float) -> None:
+    """Set the limit above which a stretch is handed to its handler (inf: never)."""
+    global _limit
+    _limit = seconds
 
-    __slots__ = ("_awaitable", "_long_after", "_on_long_stretch")
 
-    def __init__(
-        self,
-        awaitable: Awaitable[Any],
-        long_after: Callable[[], float],
-        on_long_stretch: LongStretchHandler,
-    ) -> None:
-        self._awaitable = awaitable
-        self._long_after = long_after
-        self._on_long_stretch = on_long_stretch
+def timing() -> bool:
+    """Whether stretches are being reported at all."""
+    return _limit != float("inf")
 
-    def __await__(self) -> Generator[Any, Any, Any]:
-        awaitable = self._awaitable
-        steps: Any = (
-            awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
-        )
-        thread = threading.get_ident()
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            start = clock()
-            running_stretches[thread] = start
-            try:
-                yielded = steps.send(value) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                self._finish(thread, start)
-                return stop.value
-            except BaseException:
-                self._finish(thread, start)
-                raise
-            self._finish(thread, start)
-            try:
-                value = yield yielded
-                error = None
-            except GeneratorExit:
-                steps.close()
-                raise
-            except BaseException as thrown:
-                value = None
-                error = thrown
 
-    def _finish(self, thread: int, start: float) -> None:
-        duration = clock() - start
-        running_stretches.pop(thread, None)
+def in_stretch() -> bool:
+    """Whether this thread runs a timed stretch now: a call made here is timed already."""
+    return threading.get_ident() in running_stretches
+
+
+@types.coroutine
+def timed(
+    awaitable: Awaitable[Any], on_long_stretch: LongStretchHandler, context: Any
+) -> Generator[Any, Any, Any]:
+    """Await `awaitable`, timing each of its stretches; long ones go to `on_long_stretch`.
+
+    A generator-based coroutine rather than an object with `__await__`: this runs for
+    every watched request, and one generator is the least it can cost.
+    """
+    steps: Any = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
+    thread = threading.get_ident()
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        start = clock()
+        running_stretches[thread] = start
+        try:
+            yielded = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            _finish(thread, start, on_long_stretch, context)
+            return stop.value
+        except BaseException:
+            _finish(thread, start, on_long_stretch, context)
+            raise
+        _finish(thread, start, on_long_stretch, context)
+        try:
+            value = yield yielded
+            error = None
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as thrown:  # noqa: BLE001 - handed on to the app, as await would
+            value = None
+            error = thrown
+
+
+def _finish(thread: int, start: float, on_long_stretch: LongStretchHandler, context: Any) -> None:
+    duration = clock() - start
+    running_stretches.pop(thread, None)
+    if stretch_samples:
+        entry = stretch_samples.pop(thread, None)
+        # Samples taken of an earlier stretch that ended meanwhile are stale.
+        samples = entry[1] if entry is not None and entry[0] is start else None
+    else:
         samples = None
-        if stretch_samples:
-            entry = stretch_samples.pop(thread, None)
-            if entry is not None and entry[0] is start:
-                samples = entry[1]
-        if duration > self._long_after():
-            self._on_long_stretch(start, duration, samples)
+    if duration > _limit:
+        on_long_stretch(context, duration, samples)
 
 
-STRETCH_CODE = TimedCoroutine.__await__.__code__
+STRETCH_CODE = timed.__code__
 """The driver's frame marks where app code begins in a sampled stack."""

@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .records import Stall
+from .stretches import report_stretches_longer_than
 from .watchdog import watchdog
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def active_watch() -> Watch | None:
 def start(watch: Watch) -> None:
     """Make `watch` active until `stop`; watches nest (a pytester run inside a test)."""
     _active.append(watch)
+    report_stretches_longer_than(watch.threshold)
     watchdog.watch(watch.threshold)
 
 
@@ -72,8 +74,10 @@ def stop(watch: Watch) -> None:
         watchdog.errors.clear()
     outer = active_watch()
     if outer is None:
+        report_stretches_longer_than(float("inf"))
         watchdog.pause()
     else:
+        report_stretches_longer_than(outer.threshold)
         watchdog.watch(outer.threshold)
 
 

@@ -37,7 +37,7 @@ class Watchdog:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._look_after: float | None = None
-        self._interval = 0.01
+        self._interval = 0.025
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
@@ -45,14 +45,17 @@ class Watchdog:
     def watch(self, threshold: float) -> None:
         """Look at stretches longer than a quarter of `threshold`; start the thread if needed."""
         with self._changed:
-            # A quarter of the threshold, polled at an eighth (at most 10 ms), puts the
-            # first sample well before the stretch becomes a stall.
+            # Looking at stretches older than a quarter of the threshold, every quarter
+            # of it, puts the first sample within half the threshold, before the
+            # stretch becomes a stall; each look costs the loop thread a GIL hand-off.
             self._look_after = threshold / 4
-            self._interval = min(max(threshold / 8, 0.001), 0.01)
+            self._interval = max(threshold / 4, 0.001)
             self._changed.notify()
         if self._thread is None:
             self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="loopwatch-watchdog", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="loopwatch-watchdog", daemon=True
+            )
             self._thread.start()
 
     def pause(self) -> None:

@@ -1,0 +1,205 @@
+"""What --loopwatch must catch, through both ways tests call an app, and what it must let pass."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import line_of
+
+BOTH_CLIENTS = textwrap.dedent(
+    """
+    import pytest
+
+    @pytest.mark.anyio
+    async def test_through_asgi_transport(async_client, slow_server):
+        response = await async_client.get("{path}", params={{"url": slow_server}})
+        assert response.status_code == 200
+
+    def test_through_test_client(test_client, slow_server):
+        response = test_client.get("{path}", params={{"url": slow_server}})
+        assert response.status_code == 200
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "tag"),
+    [
+        ("/sleep", "SLEEP"),
+        ("/cpu", "CPU"),
+        ("/http", "HTTP"),
+        ("/subprocess", "SUBPROCESS"),
+        ("/dependency", "ASYNC-DEPENDENCY"),
+        ("/json", "JSON"),
+    ],
+)
+def test_a_blocking_async_handler_fails_with_its_blocking_line(
+    pytester: pytest.Pytester, app_files: Path, path: str, tag: str
+) -> None:
+    pytester.makepyfile(BOTH_CLIENTS.format(path=path))
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(failed=2)
+    blocking_line = f"app.py:{line_of(app_files, tag)}"
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_through_asgi_transport _*",
+            "loopwatch: the event loop was blocked 1 time (threshold 100 ms)",
+            f"  GET {path}  route {path}",
+            f"  blocked * ms at {blocking_line} in *",
+            "*_ test_through_test_client _*",
+            "loopwatch: the event loop was blocked 1 time (threshold 100 ms)",
+            f"  blocked * ms at {blocking_line} in *",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sync/sleep",
+        "/sync/cpu",
+        "/sync/http",
+        "/sync/subprocess",
+        "/sync/dependency",
+        "/sync/json",
+        "/await/sleep",
+        "/await/threadpool",
+        "/await/to-thread",
+    ],
+)
+def test_the_same_work_off_the_loop_passes(
+    pytester: pytest.Pytester, app_files: Path, path: str
+) -> None:
+    pytester.makepyfile(BOTH_CLIENTS.format(path=path))
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_thousand_fast_requests_in_one_test_pass(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.anyio
+        async def test_through_asgi_transport(async_client):
+            for _ in range(1000):
+                assert (await async_client.get("/fast")).status_code == 200
+
+        def test_through_test_client(test_client):
+            with test_client:
+                for _ in range(1000):
+                    assert test_client.get("/fast").status_code == 200
+        """
+    )
+    pytester.runpytest("--loopwatch").assert_outcomes(passed=2)
+
+
+def test_slow_code_in_the_test_itself_is_not_a_stall(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.anyio
+        async def test_through_asgi_transport(async_client):
+            await async_client.get("/fast")
+            time.sleep(0.3)
+            await async_client.get("/fast")
+
+        def test_through_test_client(test_client):
+            test_client.get("/fast")
+            time.sleep(0.3)
+            test_client.get("/fast")
+        """
+    )
+    pytester.runpytest("--loopwatch").assert_outcomes(passed=2)
+
+
+def test_creating_the_app_inside_the_test_is_not_a_stall(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        from fastapi import FastAPI
+        from starlette.testclient import TestClient
+
+        def make_app():
+            app = FastAPI()
+            for number in range(300):
+                app.get(f"/item-{number}")(lambda: number)
+            return app
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_through_asgi_transport():
+            transport = httpx.ASGITransport(app=make_app())
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.get("/item-7")).status_code == 200
+
+        def test_through_test_client():
+            with TestClient(make_app()) as client:
+                assert client.get("/item-7").status_code == 200
+        """
+    )
+    pytester.runpytest("--loopwatch").assert_outcomes(passed=2)
+
+
+def test_any_asgi_app_is_watched_not_only_fastapi(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import time
+        import httpx
+        import pytest
+
+        async def app(scope, receive, send):
+            time.sleep(0.3)  # BLOCKS
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"done"})
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_raw_asgi_app():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.get("/raw")).text == "done"
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(failed=1)
+    test_file = pytester.path / "test_any_asgi_app_is_watched_not_only_fastapi.py"
+    result.stdout.fnmatch_lines(
+        ["  GET /raw", f"  blocked * ms at {test_file.name}:{line_of(test_file, 'BLOCKS')} in app"]
+    )
+
+
+def test_httpx2_asgi_transport_is_watched(pytester: pytest.Pytester, app_files: Path) -> None:
+    pytester.makepyfile(
+        """
+        import httpx2
+        import pytest
+        import app as app_module
+
+        @pytest.mark.anyio
+        async def test_through_httpx2():
+            transport = httpx2.ASGITransport(app=app_module.app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.get("/sleep")).status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"  blocked * ms at app.py:{line_of(app_files, 'SLEEP')} in sleep"]
+    )

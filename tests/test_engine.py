@@ -1,0 +1,137 @@
+"""The engine on its own: durations, the stretch timer, the watchdog's samples, the wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_loopwatch import LoopwatchMiddleware, Watch, wrap
+from pytest_loopwatch.durations import InvalidDuration, format_duration, parse_duration
+from pytest_loopwatch.locations import blocking_stack, is_user_code
+from pytest_loopwatch.watch import start, stop
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("0.25s", 0.25), ("0.25", 0.25), (" 2 s ", 2.0), ("1e-3s", 0.001), (3, 3.0)],
+)
+def test_durations_are_read_in_seconds(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "ms", "-1", "0", "0.0s", "1h", "nan", "inf", "1e999", True, None, [1]]
+)
+def test_anything_but_a_positive_duration_is_refused(text: object) -> None:
+    with pytest.raises(InvalidDuration):
+        parse_duration(text)
+
+
+def test_durations_are_shown_in_milliseconds() -> None:
+    assert [format_duration(s) for s in (1.0023, 0.1, 0.0052)] == ["1002 ms", "100 ms", "5.2 ms"]
+
+
+@pytest.fixture
+def watch() -> Iterator[Watch]:
+    watch = Watch(threshold=0.05)
+    start(watch)
+    yield watch
+    stop(watch)
+
+
+async def blocking_app(scope: Any, receive: Any, send: Any) -> None:
+    await asyncio.sleep(0)
+    time.sleep(0.1)
+    await asyncio.sleep(0.1)  # awaiting is not a stall
+
+
+def test_only_the_stretch_between_awaits_is_timed(watch: Watch) -> None:
+    asyncio.run(wrap(blocking_app)({"type": "http", "method": "GET", "path": "/x"}, None, None))
+    (stall,) = watch.stalls
+    assert 0.1 <= stall.duration < 0.15
+    assert stall.location is not None
+    assert stall.location.function == "blocking_app"
+    assert stall.location.code == "time.sleep(0.1)"
+    assert stall.samples >= 1
+
+
+def test_trio_runs_the_same_engine(watch: Watch) -> None:
+    trio = pytest.importorskip("trio")
+
+    async def trio_app(scope: Any, receive: Any, send: Any) -> None:
+        await trio.sleep(0)
+        time.sleep(0.1)
+
+    trio.run(wrap(trio_app), {"type": "http", "method": "GET", "path": "/trio"}, None, None)
+    (stall,) = watch.stalls
+    assert stall.request.path == "/trio"
+    assert stall.location is not None
+    assert stall.location.function.endswith("trio_app")
+
+
+def test_uvloop_runs_the_same_engine(watch: Watch) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(wrap(blocking_app)({"type": "http", "method": "GET", "path": "/uv"}, None, None))
+    (stall,) = watch.stalls
+    assert stall.location is not None
+    assert stall.location.code == "time.sleep(0.1)"
+
+
+def test_exceptions_and_cancellation_pass_through_untouched(watch: Watch) -> None:
+    async def failing_app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0)
+        raise KeyError("from the app")
+
+    with pytest.raises(KeyError, match="from the app"):
+        asyncio.run(wrap(failing_app)({"type": "http"}, None, None))
+
+    async def cancel_it() -> None:
+        task = asyncio.ensure_future(wrap(blocking_app)({"type": "http"}, None, None))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_it())
+
+
+def test_without_an_active_watch_the_app_runs_untimed() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        time.sleep(0.06)
+
+    watch = Watch(threshold=0.05)
+    asyncio.run(wrap(app)({"type": "http"}, None, None))
+    assert watch.stalls == ()
+
+
+def test_a_watched_app_inside_a_watched_app_is_timed_once(watch: Watch) -> None:
+    inner = LoopwatchMiddleware(blocking_app)
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        await inner(scope, receive, send)
+
+    asyncio.run(wrap(outer)({"type": "http"}, None, None))
+    assert len(watch.stalls) == 1
+
+
+def test_the_blocking_location_is_the_most_sampled_user_line() -> None:
+    user = __file__
+    library = asyncio.__file__
+    samples = Counter(
+        {
+            ((user, 10, "handler"), (library, 5, "run")): 3,
+            ((user, 10, "handler"), (library, 6, "run")): 3,
+            ((user, 20, "handler"),): 4,
+        }
+    )
+    found = blocking_stack(samples)
+    assert found is not None
+    stack, index = found
+    assert stack[index][:2] == (user, 10)
+    assert is_user_code(user)
+    assert not is_user_code(library)

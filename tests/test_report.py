@@ -1,0 +1,111 @@
+"""What the failure text says, and in which phase of the test it appears."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import line_of
+
+
+def test_the_stack_shows_user_frames_and_folds_library_frames(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile("def test_cpu(test_client):\n    test_client.get('/cpu')\n")
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "  GET /cpu  route /cpu",
+            f"  endpoint app.cpu (app.py:{line_of(app_files, 'CPU-ENDPOINT')})",
+            f"  blocked * ms at app.py:{line_of(app_files, 'CPU')} in spin",
+            "      while time.perf_counter() < deadline:  # CPU",
+            "  stack (most recent call last):",
+            "    ... * library frames (*starlette*)",
+            "    app.py:* in cpu",
+            "        spin()",
+            f"    app.py:{line_of(app_files, 'CPU')} in spin",
+        ]
+    )
+
+
+def test_every_stall_of_a_test_is_counted_and_listed(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_twice(test_client):
+            test_client.get('/sleep')
+            test_client.get('/fast')
+            test_client.get('/cpu')
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "loopwatch: the event loop was blocked 2 times (threshold 100 ms)",
+            "  GET /sleep  route /sleep",
+            "  GET /cpu  route /cpu",
+        ]
+    )
+
+
+def test_a_stall_in_a_fixture_fails_that_phase(pytester: pytest.Pytester, app_files: Path) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def seeded(test_client):
+            test_client.get("/sleep")
+
+        def test_uses_seeded(seeded):
+            pass
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of test_uses_seeded*", "  GET /sleep  route /sleep"]
+    )
+
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def cleaned(test_client):
+            yield
+            test_client.get("/cpu")
+
+        def test_uses_cleaned(cleaned):
+            pass
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_uses_cleaned*", "  GET /cpu  route /cpu"]
+    )
+
+
+def test_a_test_failing_on_its_own_keeps_its_failure_and_shows_the_stalls(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_wrong(test_client):
+            test_client.get("/sleep")
+            assert 1 == 2
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E       assert 1 == 2",
+            "*- Captured loopwatch call -*",
+            "loopwatch: the event loop was blocked 1 time*",
+        ]
+    )
