@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from conftest import line_of
+
+import pytest_loopwatch.asgi
 
 
 def test_the_stack_shows_user_frames_and_folds_library_frames(
@@ -109,3 +112,31 @@ def test_a_test_failing_on_its_own_keeps_its_failure_and_shows_the_stalls(
             "loopwatch: the event loop was blocked 1 time*",
         ]
     )
+
+
+def test_an_error_inside_loopwatch_is_reported_and_the_suite_carries_on(
+    pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> NoReturn:
+        raise RuntimeError("engine bug")
+
+    monkeypatch.setattr(pytest_loopwatch.asgi, "_stall", broken)  # the run is in-process
+    pytester.makepyfile(
+        """
+        def test_blocks(test_client):
+            test_client.get("/sleep")
+
+        def test_fails_on_its_own(test_client):
+            assert test_client.get("/fast").json() == "not ok"
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*= loopwatch internal errors =*",
+            "*::test_blocks: recording a stall: RuntimeError('engine bug')",
+            "FAILED *::test_fails_on_its_own*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("INTERNALERROR*")
