@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
+from threading import get_ident
 from typing import Any, TypeAlias
 
+from . import stretches
 from .locations import blocking_stack, to_frames
 from .records import Endpoint, Frame, Request, Stall
-from .stretches import SampledStack, in_stretch, timed, timing
+from .stretches import SampledStack, timed
 from .watch import active_watch
 
 Scope: TypeAlias = MutableMapping[str, Any]
@@ -36,7 +38,7 @@ class LoopwatchMiddleware:
 def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
     """Call `app`, timed while a watch is active and no watched call around it times it."""
     call = app(scope, receive, send)
-    if not timing() or in_stretch():
+    if not stretches.timing or get_ident() in stretches.running_stretches:
         return call
     return timed(call, _record_stall, (scope, scope.get("root_path", "")))
 

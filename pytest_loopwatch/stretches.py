@@ -33,21 +33,15 @@ stretch_samples: dict[int, tuple[float, Counter[SampledStack]]] = {}
 
 _limit = float("inf")
 
-
-def report_stretches_longer_than(seconds: float) -> None:
-    """Set the limit above which a stretch is handed to its handler (inf: never)."""
-    global _limit
-    _limit = seconds
+timing = False
+"""Whether long stretches are reported at all; a plain global, read on every request."""
 
 
-def timing() -> bool:
-    """Whether stretches are being reported at all."""
-    return _limit != float("inf")
-
-
-def in_stretch() -> bool:
-    """Whether this thread runs a timed stretch now: a call made here is timed already."""
-    return threading.get_ident() in running_stretches
+def report_stretches_longer_than(seconds: float | None) -> None:
+    """Hand stretches longer than `seconds` to their handlers; None: time nothing."""
+    global _limit, timing
+    timing = seconds is not None
+    _limit = float("inf") if seconds is None else seconds
 
 
 @types.coroutine

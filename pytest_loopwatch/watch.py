@@ -74,7 +74,7 @@ def stop(watch: Watch) -> None:
         watchdog.errors.clear()
     outer = active_watch()
     if outer is None:
-        report_stretches_longer_than(float("inf"))
+        report_stretches_longer_than(None)
         watchdog.pause()
     else:
         report_stretches_longer_than(outer.threshold)

@@ -13,7 +13,7 @@ import pytest
 from pytest_loopwatch import LoopwatchMiddleware, Watch, wrap
 from pytest_loopwatch.durations import InvalidDuration, format_duration, parse_duration
 from pytest_loopwatch.locations import blocking_stack, is_user_code
-from pytest_loopwatch.watch import start, stop
+from pytest_loopwatch.watch import shutdown, start, stop
 
 
 @pytest.mark.parametrize(
@@ -42,6 +42,7 @@ def watch() -> Iterator[Watch]:
     start(watch)
     yield watch
     stop(watch)
+    shutdown()
 
 
 async def blocking_app(scope: Any, receive: Any, send: Any) -> None:
