@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 from . import stretches
 from .locations import blocking_stack, to_frames
 from .records import Endpoint, Frame, Request, Stall
+from .spawned import follower
 from .stretches import SampledStack, timed
 from .watch import active_watch
 
@@ -37,21 +38,39 @@ class LoopwatchMiddleware:
 
 def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
     """Call `app`, timed while a watch is active and no watched call around it times it."""
-    call = app(scope, receive, send)
     if not stretches.timing or get_ident() in stretches.running_stretches:
-        return call
-    return timed(call, _record_stall, (scope, scope.get("root_path", "")))
+        return app(scope, receive, send)
+    follower.follow_current_loop()
+    phase: list[str] | None = None
+    if scope.get("type") == "lifespan":
+        phase, receive = _following_lifespan_phase(receive)
+    return timed(
+        app(scope, receive, send), _record_stall, (scope, scope.get("root_path", ""), phase)
+    )
+
+
+def _following_lifespan_phase(receive: Receive) -> tuple[list[str], Receive]:
+    """A `receive` that notes whether the app is starting up or shutting down."""
+    phase = ["startup"]
+
+    async def receive_noting_phase() -> Message:
+        message = await receive()
+        phase[0] = str(message.get("type", "")).removeprefix("lifespan.")
+        return message
+
+    return phase, receive_noting_phase
 
 
 def _record_stall(
-    request: tuple[Scope, str], duration: float, samples: Counter[SampledStack] | None
+    call: tuple[Scope, str, list[str] | None],
+    duration: float,
+    samples: Counter[SampledStack] | None,
 ) -> None:
     watch = active_watch()
     if watch is None:
         return
-    scope, entry_root_path = request
     try:
-        watch.record(_stall(scope, entry_root_path, duration, watch.threshold, samples))
+        watch.record(_stall(call, duration, watch.threshold, samples))
     except Exception as error:  # noqa: BLE001 - never raise into the app
         watch.internal_errors.append(f"recording a stall: {error!r}")
 
@@ -64,12 +83,12 @@ def wrap(app: ASGIApp) -> ASGIApp:
 
 
 def _stall(
-    scope: Scope,
-    entry_root_path: str,
+    call: tuple[Scope, str, list[str] | None],
     duration: float,
     threshold: float,
     samples: Counter[SampledStack] | None,
 ) -> Stall:
+    scope, entry_root_path, phase = call
     found = blocking_stack(samples) if samples else None
     stack: tuple[Frame, ...] = ()
     location: Frame | None = None
@@ -84,6 +103,7 @@ def _stall(
             type=str(scope.get("type", "")),
             method=scope.get("method"),
             path=scope.get("path"),
+            phase=None if phase is None else phase[0],
         ),
         route=_route(scope, entry_root_path),
         endpoint=_endpoint(scope.get("endpoint")),

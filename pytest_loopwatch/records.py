@@ -23,6 +23,8 @@ class Request:
     type: str
     method: str | None
     path: str | None
+    phase: str | None = None
+    """For `lifespan`: `startup` or `shutdown`."""
 
 
 @dataclass(frozen=True)

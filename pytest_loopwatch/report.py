@@ -25,6 +25,8 @@ def describe_request(stall: Stall) -> str:
         head = f"{request.method} {request.path}"
     elif request.type == "websocket":
         head = f"WEBSOCKET {request.path}"
+    elif request.type == "lifespan":
+        head = f"lifespan {request.phase}" if request.phase else "lifespan"
     else:
         head = request.type or "ASGI call"
     return f"{head}  route {stall.route}" if stall.route else head

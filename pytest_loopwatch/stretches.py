@@ -25,11 +25,17 @@ SampledStack: TypeAlias = tuple[tuple[str, int, str], ...]
 LongStretchHandler: TypeAlias = Callable[[Any, float, "Counter[SampledStack] | None"], None]
 """Called with (context, duration, the watchdog's samples) after a stretch over the limit."""
 
-running_stretches: dict[int, float] = {}
-"""Thread id -> start of the stretch of app code that thread is running now."""
+Stretch: TypeAlias = tuple[float, LongStretchHandler, Any]
+"""A running stretch: (start, its handler, its context); compared by identity.
 
-stretch_samples: dict[int, tuple[float, Counter[SampledStack]]] = {}
-"""Thread id -> (start of the sampled stretch, how often each stack was seen in it)."""
+A plain tuple, because one is made for every step of every watched request.
+"""
+
+running_stretches: dict[int, Stretch] = {}
+"""Thread id -> the stretch of app code that thread is running now."""
+
+stretch_samples: dict[int, tuple[Stretch, Counter[SampledStack]]] = {}
+"""Thread id -> (the sampled stretch, how often each stack was seen in it)."""
 
 _limit = float("inf")
 
@@ -44,6 +50,25 @@ def report_stretches_longer_than(seconds: float | None) -> None:
     _limit = float("inf") if seconds is None else seconds
 
 
+def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any) -> Stretch:
+    stretch = (clock(), on_long_stretch, context)
+    running_stretches[thread] = stretch
+    return stretch
+
+
+def finish_stretch(thread: int, stretch: Stretch) -> None:
+    duration = clock() - stretch[0]
+    running_stretches.pop(thread, None)
+    samples = None
+    if stretch_samples:
+        entry = stretch_samples.pop(thread, None)
+        # Samples the watchdog took of an earlier stretch are stale.
+        if entry is not None and entry[0] is stretch:
+            samples = entry[1]
+    if duration > _limit:
+        stretch[1](stretch[2], duration, samples)
+
+
 @types.coroutine
 def timed(
     awaitable: Awaitable[Any], on_long_stretch: LongStretchHandler, context: Any
@@ -51,24 +76,29 @@ def timed(
     """Await `awaitable`, timing each of its stretches; long ones go to `on_long_stretch`.
 
     A generator-based coroutine rather than an object with `__await__`: this runs for
-    every watched request, and one generator is the least it can cost.
+    every watched request, and one generator is the least it can cost. A step taken
+    inside a stretch already timed (an eager task's first step) is left to that stretch.
     """
     steps: Any = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
     thread = threading.get_ident()
     value: Any = None
     error: BaseException | None = None
     while True:
-        start = clock()
-        running_stretches[thread] = start
+        stretch = (
+            None if thread in running_stretches else start_stretch(thread, on_long_stretch, context)
+        )
         try:
             yielded = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            _finish(thread, start, on_long_stretch, context)
+            if stretch is not None:
+                finish_stretch(thread, stretch)
             return stop.value
         except BaseException:
-            _finish(thread, start, on_long_stretch, context)
+            if stretch is not None:
+                finish_stretch(thread, stretch)
             raise
-        _finish(thread, start, on_long_stretch, context)
+        if stretch is not None:
+            finish_stretch(thread, stretch)
         try:
             value = yield yielded
             error = None
@@ -78,19 +108,6 @@ def timed(
         except BaseException as thrown:  # noqa: BLE001 - handed on to the app, as await would
             value = None
             error = thrown
-
-
-def _finish(thread: int, start: float, on_long_stretch: LongStretchHandler, context: Any) -> None:
-    duration = clock() - start
-    running_stretches.pop(thread, None)
-    if stretch_samples:
-        entry = stretch_samples.pop(thread, None)
-        # Samples taken of an earlier stretch that ended meanwhile are stale.
-        samples = entry[1] if entry is not None and entry[0] is start else None
-    else:
-        samples = None
-    if duration > _limit:
-        on_long_stretch(context, duration, samples)
 
 
 STRETCH_CODE = timed.__code__

@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .records import Stall
+from .spawned import follower
 from .stretches import report_stretches_longer_than
 from .watchdog import watchdog
 
@@ -75,6 +76,7 @@ def stop(watch: Watch) -> None:
     outer = active_watch()
     if outer is None:
         report_stretches_longer_than(None)
+        follower.stop_following()
         watchdog.pause()
     else:
         report_stretches_longer_than(outer.threshold)

@@ -93,15 +93,15 @@ class Watchdog:
 
     def _sample_long_stretches(self, look_after: float) -> None:
         now = clock()
-        for thread, start in list(running_stretches.items()):
-            if now - start < look_after:
+        for thread, stretch in list(running_stretches.items()):
+            if now - stretch[0] < look_after:
                 continue
             stack = sample_stack(sys._current_frames().get(thread))
-            if running_stretches.get(thread) is not start:
+            if running_stretches.get(thread) is not stretch:
                 continue
             entry = stretch_samples.get(thread)
-            if entry is None or entry[0] is not start:
-                entry = (start, Counter())
+            if entry is None or entry[0] is not stretch:
+                entry = (stretch, Counter())
                 stretch_samples[thread] = entry
             entry[1][stack] += 1
 
