@@ -1,0 +1,440 @@
+"""A stall anywhere the request runs is caught: child tasks, streams, background tasks,
+websockets, lifespan, trio, uvloop, a live server, and among concurrent requests."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import STALL, line_of
+
+SHAPES = textwrap.dedent(
+    f"""
+    import asyncio
+    import time
+    from contextlib import asynccontextmanager
+
+    import anyio
+    from fastapi import BackgroundTasks, FastAPI, WebSocket
+    from starlette.responses import StreamingResponse
+
+    STALL = {STALL}
+    app = FastAPI()
+
+
+    async def child(block):
+        if block:
+            time.sleep(STALL)  # CHILD-TASK
+        else:
+            await asyncio.sleep(STALL)
+
+
+    async def middle(block):
+        await asyncio.create_task(grandchild(block))
+
+
+    async def grandchild(block):
+        if block:
+            time.sleep(STALL)  # GRANDCHILD-TASK
+        else:
+            await asyncio.sleep(STALL)
+
+
+    async def in_group(block):
+        if block:
+            time.sleep(STALL)  # TASK-GROUP
+        else:
+            await anyio.sleep(STALL)
+
+
+    @app.get("/child-task")
+    async def child_task(block: int):
+        await asyncio.create_task(child(block))
+
+
+    @app.get("/grandchild-task")
+    async def grandchild_task(block: int):
+        await asyncio.create_task(middle(block))
+
+
+    @app.get("/task-group")
+    async def task_group(block: int):
+        async with anyio.create_task_group() as group:
+            group.start_soon(in_group, block)
+
+
+    @app.get("/stream")
+    async def stream(block: int):
+        async def body():
+            yield b"first"
+            if block:
+                time.sleep(STALL)  # STREAM
+            else:
+                await asyncio.sleep(STALL)
+            yield b"second"
+
+        return StreamingResponse(body())
+
+
+    async def background_work(block):
+        if block:
+            time.sleep(STALL)  # BACKGROUND
+        else:
+            await asyncio.sleep(STALL)
+
+
+    @app.get("/background")
+    async def background(block: int, tasks: BackgroundTasks):
+        tasks.add_task(background_work, block)
+        return "queued"
+
+
+    @app.websocket("/ws")
+    async def websocket(socket: WebSocket):
+        await socket.accept()
+        if await socket.receive_text() == "block":
+            time.sleep(STALL)  # WEBSOCKET
+        else:
+            await asyncio.sleep(STALL)
+        await socket.send_text("done")
+        await socket.close()
+
+
+    @app.get("/sleep")
+    async def sleep(block: int = 1):
+        if block:
+            time.sleep(STALL)  # SLEEP
+        else:
+            await anyio.sleep(STALL)
+
+
+    @app.get("/fast")
+    async def fast():
+        return "fast"
+
+
+    with_middleware = FastAPI()
+
+
+    @with_middleware.middleware("http")
+    async def passing_through(request, call_next):
+        return await call_next(request)
+
+
+    @with_middleware.get("/behind-middleware")
+    async def behind_middleware(block: int):
+        if block:
+            time.sleep(STALL)  # BEHIND-MIDDLEWARE
+        else:
+            await asyncio.sleep(STALL)
+
+
+    def app_with_lifespan(block_startup, block_shutdown):
+        @asynccontextmanager
+        async def lifespan(app):
+            if block_startup:
+                time.sleep(STALL)  # STARTUP
+            yield
+            if block_shutdown:
+                time.sleep(STALL)  # SHUTDOWN
+
+        return FastAPI(lifespan=lifespan)
+    """
+)
+
+
+@pytest.fixture
+def shapes(pytester: pytest.Pytester) -> Path:
+    pytester.makepyfile(shapes=SHAPES)
+    return pytester.path / "shapes.py"
+
+
+def run_twins(pytester: pytest.Pytester, path: str, app: str = "app") -> pytest.RunResult:
+    """Blocking and non-blocking twins of `path`, through ASGITransport and TestClient."""
+    pytester.makepyfile(
+        textwrap.dedent(
+            f"""
+            import httpx
+            import pytest
+            from starlette.testclient import TestClient
+
+            import shapes
+
+            @pytest.fixture
+            def anyio_backend():
+                return "asyncio"
+
+            @pytest.mark.parametrize("block", [0, 1])
+            @pytest.mark.anyio
+            async def test_asgi_transport(block):
+                transport = httpx.ASGITransport(app=shapes.{app})
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    response = await client.get("{path}", params={{"block": block}})
+                assert response.status_code == 200
+
+            @pytest.mark.parametrize("block", [0, 1])
+            def test_test_client(block):
+                response = TestClient(shapes.{app}).get("{path}", params={{"block": block}})
+                assert response.status_code == 200
+            """
+        )
+    )
+    return pytester.runpytest("--loopwatch")
+
+
+@pytest.mark.parametrize(
+    ("path", "tag", "app"),
+    [
+        ("/child-task", "CHILD-TASK", "app"),
+        ("/grandchild-task", "GRANDCHILD-TASK", "app"),
+        ("/task-group", "TASK-GROUP", "app"),
+        ("/stream", "STREAM", "app"),
+        ("/background", "BACKGROUND", "app"),
+        ("/behind-middleware", "BEHIND-MIDDLEWARE", "with_middleware"),
+    ],
+)
+def test_a_stall_in_work_the_request_runs_is_the_requests(
+    pytester: pytest.Pytester, shapes: Path, path: str, tag: str, app: str
+) -> None:
+    result = run_twins(pytester, path, app)
+    result.assert_outcomes(passed=2, failed=2)
+    report = [
+        "loopwatch: the event loop was blocked 1 time (threshold 100 ms)",
+        f"  GET {path}  route {path}",
+        f"  blocked * ms at shapes.py:{line_of(shapes, tag)} in *",
+    ]
+    result.stdout.fnmatch_lines(
+        ["*_ test_asgi_transport?1? _*", *report, "*_ test_test_client?1? _*", *report]
+    )
+
+
+def test_a_stall_in_a_websocket_handler_names_the_websocket(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.mark.parametrize("message", ["wait", "block"])
+        def test_websocket(message):
+            with TestClient(shapes.app).websocket_connect("/ws") as socket:
+                socket.send_text(message)
+                assert socket.receive_text() == "done"
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_websocket?block? _*",
+            "  WEBSOCKET /ws  route /ws",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'WEBSOCKET')} in websocket",
+        ]
+    )
+
+
+def test_a_stall_in_the_lifespan_names_startup_or_shutdown(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from asgi_lifespan import LifespanManager
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.parametrize(("startup", "shutdown"), [(0, 0), (1, 0), (0, 1)])
+        def test_test_client(startup, shutdown):
+            with TestClient(shapes.app_with_lifespan(startup, shutdown)):
+                pass
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize(("startup", "shutdown"), [(0, 0), (1, 0)])
+        async def test_lifespan_manager(startup, shutdown, loopwatch):
+            app = loopwatch.wrap(shapes.app_with_lifespan(startup, shutdown))
+            async with LifespanManager(app):
+                pass
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=2, failed=3)
+    startup = f"  blocked * ms at shapes.py:{line_of(shapes, 'STARTUP')} in *lifespan"
+    shutdown = f"  blocked * ms at shapes.py:{line_of(shapes, 'SHUTDOWN')} in *lifespan"
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_test_client?1-0? _*",
+            "  lifespan startup",
+            startup,
+            "*_ test_test_client?0-1? _*",
+            "  lifespan shutdown",
+            shutdown,
+            "*_ test_lifespan_manager?1-0? _*",
+            "  lifespan startup",
+            startup,
+        ]
+    )
+
+
+def test_trio_is_watched_through_anyio_and_test_client(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.fixture
+        def anyio_backend():
+            return "trio"
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("path", ["/sleep", "/task-group"])
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_asgi_transport(path, block):
+            transport = httpx.ASGITransport(app=shapes.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get(path, params={"block": block})).status_code == 200
+
+        @pytest.mark.parametrize("path", ["/sleep", "/task-group"])
+        @pytest.mark.parametrize("block", [0, 1])
+        def test_test_client(path, block):
+            client = TestClient(shapes.app, backend="trio")
+            assert client.get(path, params={"block": block}).status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=4, failed=4)
+    for tag in ("SLEEP", "TASK-GROUP"):
+        result.stdout.fnmatch_lines(
+            [f"  blocked * ms at shapes.py:{line_of(shapes, tag)} in *"] * 2
+        )
+
+
+def test_uvloop_is_watched_through_pytest_asyncio_and_test_client(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytest.importorskip("uvloop")
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        import uvloop
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.fixture(scope="session")
+        def event_loop_policy():
+            return uvloop.EventLoopPolicy()
+
+        @pytest.mark.asyncio
+        @pytest.mark.parametrize("path", ["/sleep", "/child-task"])
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_asgi_transport(path, block):
+            import asyncio
+            assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+            transport = httpx.ASGITransport(app=shapes.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get(path, params={"block": block})).status_code == 200
+
+        @pytest.mark.parametrize("block", [0, 1])
+        def test_test_client(block):
+            client = TestClient(shapes.app, backend_options={"use_uvloop": True})
+            assert client.get("/child-task", params={"block": block}).status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-W", "ignore::DeprecationWarning")
+    result.assert_outcomes(passed=3, failed=3)
+    result.stdout.fnmatch_lines([f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in *"])
+    result.stdout.fnmatch_lines(
+        [f"  blocked * ms at shapes.py:{line_of(shapes, 'CHILD-TASK')} in *"] * 2
+    )
+
+
+def test_a_live_server_stall_lands_in_the_test_that_made_the_request(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import socket
+        import threading
+        import time
+        import urllib.request
+
+        import pytest
+        import uvicorn
+
+        import shapes
+
+        @pytest.fixture
+        def live_url(loopwatch):
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            config = uvicorn.Config(loopwatch.wrap(shapes.app), log_level="warning", lifespan="off")
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+            thread.start()
+            while not server.started:
+                time.sleep(0.01)
+            yield "http://127.0.0.1:%d" % listener.getsockname()[1]
+            server.should_exit = True
+            thread.join()
+            listener.close()
+
+        @pytest.mark.parametrize("block", [0, 1])
+        def test_live(live_url, block):
+            with urllib.request.urlopen(f"{live_url}/sleep?block={block}") as response:
+                assert response.status == 200
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_live?1? _*",
+            "  GET /sleep  route /sleep",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in sleep",
+        ]
+    )
+
+
+def test_of_two_concurrent_requests_only_the_blocking_one_is_named(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import httpx
+        import pytest
+
+        import shapes
+
+        @pytest.mark.asyncio
+        async def test_gather():
+            transport = httpx.ASGITransport(app=shapes.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await asyncio.gather(
+                    client.get("/sleep", params={"block": 0}),
+                    client.get("/sleep", params={"block": 1}),
+                    client.get("/fast"),
+                )
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["loopwatch: the event loop was blocked 1 time*", "  GET /sleep  route /sleep"]
+    )
+    result.stdout.no_fnmatch_line("  GET /fast*")
