@@ -14,6 +14,7 @@ import sys
 import weakref
 from collections.abc import Callable, Coroutine
 from threading import get_ident
+from types import CoroutineType
 from typing import Any
 
 from .stretches import Stretch, finish_stretch, running_stretches, start_stretch, timed
@@ -36,7 +37,7 @@ class _FollowingTaskFactory:
         self, loop: asyncio.AbstractEventLoop, coroutine: Any, **options: Any
     ) -> asyncio.Future[Any]:
         parent = running_stretches.get(get_ident())
-        if parent is not None and asyncio.iscoroutine(coroutine):
+        if parent is not None and type(coroutine) is CoroutineType:
             coroutine = _timed_task(coroutine, parent)
         if self.previous is not None:
             return self.previous(loop, coroutine, **options)
@@ -78,10 +79,15 @@ class SpawnFollower:
             weakref.WeakKeyDictionary()
         )
         self._trio_runs: dict[object, _FollowingInstrument] = {}
+        self._last_loop: asyncio.AbstractEventLoop | None = None
 
     def follow_current_loop(self) -> None:
         loop = asyncio._get_running_loop()
         if loop is not None:
+            # The same loop serves request after request: skip the weak dictionary then.
+            if loop is self._last_loop:
+                return
+            self._last_loop = loop
             if loop not in self._loops:
                 factory = _FollowingTaskFactory(loop.get_task_factory())
                 loop.set_task_factory(factory)
@@ -101,6 +107,7 @@ class SpawnFollower:
             if loop.get_task_factory() is factory:
                 loop.set_task_factory(factory.previous)
         self._loops.clear()
+        self._last_loop = None
         # An instrument can only be removed from inside its run; it stays inert there
         # once nothing is watched, and goes with the run.
         self._trio_runs.clear()

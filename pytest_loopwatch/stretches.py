@@ -84,21 +84,17 @@ def timed(
     value: Any = None
     error: BaseException | None = None
     while True:
-        stretch = (
-            None if thread in running_stretches else start_stretch(thread, on_long_stretch, context)
-        )
+        stretch = None
+        if thread not in running_stretches:
+            stretch = (clock(), on_long_stretch, context)
+            running_stretches[thread] = stretch
         try:
             yielded = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            if stretch is not None:
-                finish_stretch(thread, stretch)
             return stop.value
-        except BaseException:
+        finally:
             if stretch is not None:
                 finish_stretch(thread, stretch)
-            raise
-        if stretch is not None:
-            finish_stretch(thread, stretch)
         try:
             value = yield yielded
             error = None
