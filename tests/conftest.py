@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -200,10 +201,28 @@ INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 """The inner sessions' ini; tests that write their own ini start from it."""
 
 
+HTTPX = os.environ.get("LOOPWATCH_TEST_HTTPX", "httpx")
+"""The client the inner sessions' ASGITransport tests use: tox's httpx2 env sets httpx2."""
+
+
 @pytest.fixture
-def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
-    """pytester, with an ini that keeps pytest-asyncio quiet in the inner sessions."""
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, with an ini that keeps pytest-asyncio quiet in the inner sessions.
+
+    With LOOPWATCH_TEST_HTTPX=httpx2, every inner `import httpx` imports httpx2 instead.
+    """
     pytester.makeini(INI)
+    if HTTPX != "httpx":
+        makepyfile = pytester.makepyfile
+
+        def with_other_httpx(*args: str, **files: str) -> Path:
+            swap = f"import {HTTPX} as httpx\n"
+            return makepyfile(
+                *(text.replace("import httpx\n", swap) for text in args),
+                **{name: text.replace("import httpx\n", swap) for name, text in files.items()},
+            )
+
+        monkeypatch.setattr(pytester, "makepyfile", with_other_httpx)
     return pytester
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -136,3 +137,24 @@ def test_the_blocking_location_is_the_most_sampled_user_line() -> None:
     assert stack[index][:2] == (user, 10)
     assert is_user_code(user)
     assert not is_user_code(library)
+
+
+def test_time_the_garbage_collector_takes_is_not_the_apps(watch: Watch) -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    garbage = [Node() for _ in range(300_000)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        garbage.clear()
+        time.sleep(0.06)
+        collecting = time.perf_counter()
+        gc.collect()
+        collected_for.append(time.perf_counter() - collecting)
+
+    collected_for: list[float] = []
+    asyncio.run(wrap(app)({"type": "http"}, None, None))
+    (stall,) = watch.stalls
+    assert collected_for[0] > 0.01, "too little garbage to tell the collector's time apart"
+    assert stall.duration < 0.06 + collected_for[0] / 2

@@ -287,6 +287,7 @@ def test_a_stall_in_the_lifespan_names_startup_or_shutdown(
 def test_trio_is_watched_through_anyio_and_test_client(
     pytester: pytest.Pytester, shapes: Path
 ) -> None:
+    pytest.importorskip("trio")
     pytester.makepyfile(
         """
         import httpx
