@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from collections.abc import Generator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .durations import ACCEPTED_FORMS
+from .durations import ACCEPTED_FORMS, format_duration
+from .findings import Finding, from_json, report_document, to_json
 from .interception import Interception
 from .report import format_stalls
 from .settings import (
@@ -18,6 +23,7 @@ from .settings import (
     session_settings,
     settings_for_test,
 )
+from .summary import summary_lines
 from .watch import Watch, shutdown, start, stop
 
 RUN_SETTINGS = pytest.StashKey[Settings]()
@@ -25,12 +31,15 @@ TEST_SETTINGS = pytest.StashKey[Settings]()
 TEST_WATCH = pytest.StashKey[Watch]()
 INTERCEPTION = pytest.StashKey[Interception]()
 INTERNAL_ERRORS = pytest.StashKey[list[str]]()
+FINDINGS = pytest.StashKey[list[Finding]]()
+ANY_WATCHED = pytest.StashKey[bool]()
+WORKER_OUTPUT_KEY = "loopwatch_stalls"
 
 REPORT_SECTION = "loopwatch"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register `--loopwatch`, `--loopwatch-threshold` and their ini keys."""
+    """Register `--loopwatch`, `--loopwatch-threshold`, `--loopwatch-report` and the ini keys."""
     group = parser.getgroup("loopwatch", "fail tests whose ASGI app code stalls the event loop")
     group.addoption(
         "--loopwatch",
@@ -44,6 +53,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"longest a stretch of app code may hold the loop: {ACCEPTED_FORMS} "
         f"(default 100ms; env {THRESHOLD_ENV})",
+    )
+    group.addoption(
+        "--loopwatch-report",
+        metavar="PATH",
+        default=None,
+        help="write every stall of the run to PATH as JSON (schema: report.schema.json)",
     )
     parser.addini(
         "loopwatch", "watch ASGI apps in every test, as --loopwatch", type="bool", default=False
@@ -76,6 +91,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[INTERCEPTION] = Interception()
     config.stash[INTERNAL_ERRORS] = []
+    config.stash[FINDINGS] = []
+    config.stash[ANY_WATCHED] = False
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistController(config), "loopwatch-xdist")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say that loopwatch watches every test, and with which threshold."""
+    settings = config.stash[RUN_SETTINGS]
+    if not settings.enabled:
+        return None
+    return f"loopwatch: watching every test, threshold {format_duration(settings.threshold)}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -108,6 +139,7 @@ def _begin(item: pytest.Item) -> None:
     item.stash[TEST_WATCH] = watch
     if not settings.enabled:
         return
+    item.config.stash[ANY_WATCHED] = True
     try:
         item.config.stash[INTERCEPTION].install()
         start(watch)
@@ -124,6 +156,7 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
         item.config.stash[INTERCEPTION].install()  # clients imported during the phase
         stalls = watch.take_unreported()
         text = format_stalls(stalls, str(item.config.invocation_params.dir)) if stalls else ""
+        item.config.stash[FINDINGS].extend(Finding(item.nodeid, stall) for stall in stalls)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not report stalls: {error!r}")
         return
@@ -194,13 +227,68 @@ def loopwatch(request: pytest.FixtureRequest) -> Watch:
     return watch
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Hand a worker's stalls to the controller; write the JSON report where asked."""
+    config = session.config
+    findings = config.stash.get(FINDINGS, [])
+    base = str(config.invocation_params.dir)
+    if _is_worker(config):
+        workeroutput: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+        workeroutput[WORKER_OUTPUT_KEY] = [to_json(finding, base) for finding in findings]
+        return
+    path = config.getoption("loopwatch_report")
+    if path is None:
+        return
+    document = report_document(findings, config.stash[RUN_SETTINGS].threshold, base)
+    try:
+        _write_atomically(Path(base, path), json.dumps(document, indent=2) + "\n")
+    except OSError as error:
+        config.stash[INTERNAL_ERRORS].append(f"could not write {path}: {error}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the old report or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as file:
+        file.write(text)
+    os.replace(file.name, path)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say so when loopwatch itself failed somewhere; the tests' outcomes stay the users'."""
-    errors = terminalreporter.config.stash.get(INTERNAL_ERRORS, [])
+    """Stalls by route and blocking line, worst first; and any error of loopwatch itself."""
+    config = terminalreporter.config
+    if _is_worker(config):
+        return
+    findings = config.stash.get(FINDINGS, [])
+    if findings:
+        terminalreporter.section("loopwatch", yellow=True)
+        for line in summary_lines(findings, str(config.invocation_params.dir)):
+            terminalreporter.line(line)
+    elif config.stash.get(ANY_WATCHED, False):
+        threshold = format_duration(config.stash[RUN_SETTINGS].threshold)
+        terminalreporter.line(f"loopwatch: no stalls (threshold {threshold})")
+    errors = config.stash.get(INTERNAL_ERRORS, [])
     if errors:
         terminalreporter.section("loopwatch internal errors", yellow=True)
         for error in errors:
             terminalreporter.line(error)
+
+
+class _XdistController:
+    """Registered only with pytest-xdist: gathers the workers' stalls on the controller."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """Merge what one worker found, so summary and report cover each stall once."""
+        payload = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY, [])
+        threshold = self._config.stash[RUN_SETTINGS].threshold
+        findings = self._config.stash[FINDINGS]
+        findings.extend(from_json(entry, threshold) for entry in payload)
+        if payload:
+            self._config.stash[ANY_WATCHED] = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

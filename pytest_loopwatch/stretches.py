@@ -81,15 +81,27 @@ def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any
 def finish_stretch(thread: int, stretch: Stretch) -> None:
     """Hand the stretch on if it was long, less the time the garbage collector took."""
     duration = clock() - stretch[0] - (collector_time - stretch[3])
-    running_stretches.pop(thread, None)
     samples = None
     if stretch_samples:
         entry = stretch_samples.pop(thread, None)
         # Samples the watchdog took of an earlier stretch are stale.
         if entry is not None and entry[0] is stretch:
             samples = entry[1]
-    if duration > _limit:
-        stretch[1](stretch[2], duration, samples)
+    try:
+        if duration > _limit:
+            stretch[1](stretch[2], duration, samples)
+    finally:
+        # Only now: whoever waits for the running stretches to end (a test ending while a
+        # live server's handler finishes) then finds the stall recorded.
+        running_stretches.pop(thread, None)
+
+
+def wait_for_other_threads(timeout: float) -> None:
+    """Let stretches running on other threads end (a live server's), up to `timeout`."""
+    me = threading.get_ident()
+    deadline = clock() + timeout
+    while any(thread != me for thread in list(running_stretches)) and clock() < deadline:
+        time.sleep(0.001)
 
 
 @types.coroutine

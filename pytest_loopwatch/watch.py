@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .records import Stall
 from .spawned import follower
-from .stretches import report_stretches_longer_than
+from .stretches import report_stretches_longer_than, wait_for_other_threads
 from .watchdog import watchdog
 
 if TYPE_CHECKING:
@@ -44,7 +44,13 @@ class Watch:
             self._stalls.append(stall)
 
     def take_unreported(self) -> tuple[Stall, ...]:
-        """The stalls recorded since the last call; the plugin reports each once."""
+        """The stalls recorded since the last call; the plugin reports each once.
+
+        App code still running on another thread (a live server answering the request the
+        test just got its response to) may be about to record a stall of this test: it
+        gets a moment to end first.
+        """
+        wait_for_other_threads(timeout=max(1.0, 10 * self.threshold))
         with self._lock:
             fresh = tuple(self._stalls[self._reported :])
             self._reported = len(self._stalls)

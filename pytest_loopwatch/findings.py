@@ -1,0 +1,98 @@
+"""Every stall of the run, with the test it failed: what the summary and JSON report show.
+
+Entries cross process boundaries (pytest-xdist workers to the controller) as JSON-friendly
+dicts, so the records are turned into JSON here, at the edge, and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .records import Endpoint, Frame, Request, Stall
+from .report import display_path
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A stall, and the test (node id) during which it happened."""
+
+    test: str
+    stall: Stall
+
+
+def _frame_to_json(frame: Frame, base: str) -> dict[str, Any]:
+    return {
+        "file": display_path(frame.file, base),
+        "line": frame.line,
+        "function": frame.function,
+        "code": frame.code,
+        "user_code": frame.is_user_code,
+    }
+
+
+def _frame_from_json(data: dict[str, Any]) -> Frame:
+    return Frame(data["file"], data["line"], data["function"], data["code"], data["user_code"])
+
+
+def to_json(finding: Finding, base: str) -> dict[str, Any]:
+    """One entry of the report's `stalls`, paths relative to `base` where they lie below it."""
+    stall = finding.stall
+    request: dict[str, Any] = {
+        "type": stall.request.type,
+        "method": stall.request.method,
+        "path": stall.request.path,
+    }
+    if stall.request.phase is not None:
+        request["phase"] = stall.request.phase
+    endpoint = stall.endpoint
+    return {
+        "test": finding.test,
+        "duration_s": stall.duration,
+        "request": request,
+        "route": stall.route,
+        "endpoint": None
+        if endpoint is None
+        else {
+            "name": endpoint.name,
+            "file": None if endpoint.file is None else display_path(endpoint.file, base),
+            "line": endpoint.line,
+        },
+        "location": None if stall.location is None else _frame_to_json(stall.location, base),
+        "stack": [_frame_to_json(frame, base) for frame in stall.stack],
+        "samples": stall.samples,
+    }
+
+
+def from_json(data: dict[str, Any], threshold: float) -> Finding:
+    """The finding a worker sent, as records again."""
+    request = data["request"]
+    endpoint = data["endpoint"]
+    return Finding(
+        test=data["test"],
+        stall=Stall(
+            duration=data["duration_s"],
+            threshold=threshold,
+            request=Request(
+                request["type"], request["method"], request["path"], request.get("phase")
+            ),
+            route=data["route"],
+            endpoint=None
+            if endpoint is None
+            else Endpoint(endpoint["name"], endpoint["file"], endpoint["line"]),
+            location=None if data["location"] is None else _frame_from_json(data["location"]),
+            stack=tuple(_frame_from_json(frame) for frame in data["stack"]),
+            samples=data["samples"],
+        ),
+    )
+
+
+def report_document(findings: list[Finding], threshold: float, base: str) -> dict[str, Any]:
+    """The whole JSON report: `schema`, `threshold_s` and every stall in the order seen."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "threshold_s": threshold,
+        "stalls": [to_json(finding, base) for finding in findings],
+    }

@@ -1,0 +1,131 @@
+"""What the whole run says: the header, the summary by route, the JSON report, under xdist too."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+from conftest import line_of
+
+TWO_ROUTES = """
+import time
+import pytest
+
+def test_sleep_once(test_client):
+    test_client.get("/sleep")
+
+def test_sleep_and_cpu(test_client):
+    test_client.get("/sleep")
+    test_client.get("/cpu")
+
+def test_fast(test_client):
+    test_client.get("/fast")
+"""
+
+
+def test_the_header_says_loopwatch_watches_and_its_threshold(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=250ms")
+    result.stdout.fnmatch_lines(["loopwatch: watching every test, threshold 250 ms"])
+    pytester.runpytest().stdout.no_fnmatch_line("loopwatch:*")
+
+
+def test_the_summary_groups_stalls_by_route_and_line(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(TWO_ROUTES)
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*= loopwatch =*",
+            "GET /sleep  route /sleep: 2 stalls, worst * ms, total * ms",
+            f"  at app.py:{line_of(app_files, 'SLEEP')}: time.sleep(STALL)  # SLEEP",
+            "  in test_the_summary_groups_stalls_by_route_and_line.py::test_sleep_once",
+            "  in test_the_summary_groups_stalls_by_route_and_line.py::test_sleep_and_cpu",
+            "GET /cpu  route /cpu: 1 stall, worst * ms, total * ms",
+            f"  at app.py:{line_of(app_files, 'CPU')}: while time.perf_counter() < deadline: *",
+            "  in test_the_summary_groups_stalls_by_route_and_line.py::test_sleep_and_cpu",
+        ]
+    )
+
+
+def test_without_stalls_the_summary_is_one_line(pytester: pytest.Pytester, app_files: Path) -> None:
+    pytester.makepyfile("def test_fast(test_client):\n    test_client.get('/fast')\n")
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["loopwatch: no stalls (threshold 100 ms)"])
+    result.stdout.no_fnmatch_line("*= loopwatch =*")
+
+
+def validate(document: object) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(files("pytest_loopwatch").joinpath("report.schema.json").read_text())
+    jsonschema.validate(document, schema)
+
+
+def test_the_json_report_holds_every_stall_as_the_failure_text_tells_it(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(TWO_ROUTES)
+    result = pytester.runpytest("--loopwatch", "--loopwatch-report=out/loopwatch.json")
+    result.assert_outcomes(passed=1, failed=2)
+    report = pytester.path / "out" / "loopwatch.json"
+    document = json.loads(report.read_text())
+    validate(document)
+    assert list(report.parent.iterdir()) == [report]  # written in one piece, nothing left over
+    assert document["schema"] == 1
+    assert document["threshold_s"] == 0.1
+    stalls = document["stalls"]
+    assert [(s["test"].split("::")[1], s["request"]["path"]) for s in stalls] == [
+        ("test_sleep_once", "/sleep"),
+        ("test_sleep_and_cpu", "/sleep"),
+        ("test_sleep_and_cpu", "/cpu"),
+    ]
+    first = stalls[0]
+    assert first["request"] == {"type": "http", "method": "GET", "path": "/sleep"}
+    assert first["route"] == "/sleep"
+    assert first["endpoint"] == {
+        "name": "app.sleep",
+        "file": "app.py",
+        "line": first["endpoint"]["line"],
+    }
+    assert first["location"]["file"] == "app.py"
+    assert first["location"]["line"] == line_of(app_files, "SLEEP")
+    assert first["location"]["code"] == "time.sleep(STALL)  # SLEEP"
+    assert first["stack"][-1] == first["location"]
+    shown = [int(ms) for ms in re.findall(r"^  blocked (\d+) ms", result.stdout.str(), re.M)]
+    assert shown == [round(s["duration_s"] * 1000) for s in stalls]
+
+
+def test_an_empty_run_writes_an_empty_report(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    pytester.runpytest("--loopwatch", "--loopwatch-report=loopwatch.json").assert_outcomes(passed=1)
+    document = json.loads((pytester.path / "loopwatch.json").read_text())
+    validate(document)
+    assert document == {"schema": 1, "threshold_s": 0.1, "stalls": []}
+
+
+@pytest.mark.parametrize("workers", [["-n", "2"], ["-p", "no:xdist"]])
+def test_with_xdist_each_stall_is_summarised_and_reported_once(
+    pytester: pytest.Pytester, app_files: Path, workers: list[str]
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(TWO_ROUTES)
+    result = pytester.runpytest_subprocess(
+        "--loopwatch", "--loopwatch-report=loopwatch.json", *workers
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "loopwatch: the event loop was blocked 2 times (threshold 100 ms)",  # the test's own
+            "*= loopwatch =*",
+            "GET /sleep  route /sleep: 2 stalls, *",
+            "GET /cpu  route /cpu: 1 stall, *",
+        ]
+    )
+    stalls = json.loads((pytester.path / "loopwatch.json").read_text())["stalls"]
+    assert sorted(s["request"]["path"] for s in stalls) == ["/cpu", "/sleep", "/sleep"]
