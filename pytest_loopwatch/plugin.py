@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .baseline import BaselineKey, baseline_document, load_baseline, stall_key
 from .durations import ACCEPTED_FORMS, format_duration
 from .findings import Finding, from_json, report_document, to_json
 from .interception import Interception
-from .report import format_stalls
+from .report import format_stalls, one_line
 from .settings import (
     MARKER,
     MARKER_SIGNATURE,
     THRESHOLD_ENV,
     Settings,
+    run_mode,
     session_settings,
     settings_for_test,
 )
@@ -32,10 +35,16 @@ TEST_WATCH = pytest.StashKey[Watch]()
 INTERCEPTION = pytest.StashKey[Interception]()
 INTERNAL_ERRORS = pytest.StashKey[list[str]]()
 FINDINGS = pytest.StashKey[list[Finding]]()
+MODE = pytest.StashKey[str]()
+BASELINE = pytest.StashKey[set[BaselineKey]]()
 ANY_WATCHED = pytest.StashKey[bool]()
 WORKER_OUTPUT_KEY = "loopwatch_stalls"
 
 REPORT_SECTION = "loopwatch"
+
+
+class LoopwatchWarning(pytest.PytestWarning):
+    """A stall, reported as a warning under --loopwatch-mode=warn."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +64,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"(default 100ms; env {THRESHOLD_ENV})",
     )
     group.addoption(
+        "--loopwatch-mode",
+        default=None,
+        metavar="fail|warn",
+        help="fail the tests that stall (default), or only warn and summarise",
+    )
+    group.addoption(
+        "--loopwatch-baseline",
+        metavar="PATH",
+        default=None,
+        help="stalls recorded in PATH do not fail; new ones do",
+    )
+    group.addoption(
+        "--loopwatch-update-baseline",
+        action="store_true",
+        default=False,
+        help="write this run's stalls to the --loopwatch-baseline file; fail none",
+    )
+    group.addoption(
         "--loopwatch-report",
         metavar="PATH",
         default=None,
@@ -64,6 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "loopwatch", "watch ASGI apps in every test, as --loopwatch", type="bool", default=False
     )
     parser.addini("loopwatch_threshold", "default for --loopwatch-threshold", default="")
+    parser.addini("loopwatch_mode", "default for --loopwatch-mode: fail or warn", default="")
 
 
 def _getini(config: pytest.Config, name: str, accepted: str) -> object:
@@ -93,8 +121,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[INTERNAL_ERRORS] = []
     config.stash[FINDINGS] = []
     config.stash[ANY_WATCHED] = False
+    config.stash[MODE] = run_mode(
+        cli_mode=config.getoption("loopwatch_mode"),
+        ini_mode=_getini(config, "loopwatch_mode", "fail or warn"),
+    )
+    config.stash[BASELINE] = _known_stalls(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "loopwatch-xdist")
+
+
+def _known_stalls(config: pytest.Config) -> set[BaselineKey]:
+    path = config.getoption("loopwatch_baseline")
+    if path is None:
+        if config.getoption("loopwatch_update_baseline"):
+            raise pytest.UsageError("--loopwatch-update-baseline needs --loopwatch-baseline=PATH")
+        return set()
+    if config.getoption("loopwatch_update_baseline"):
+        return set()
+    try:
+        return load_baseline(Path(config.invocation_params.dir, path))
+    except ValueError as error:
+        raise pytest.UsageError(f"--loopwatch-baseline: {error}") from None
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -152,18 +199,26 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
     watch = item.stash.get(TEST_WATCH, None)
     if watch is None or not _settings(item).enabled:
         return
+    config = item.config
+    base = str(config.invocation_params.dir)
     try:
-        item.config.stash[INTERCEPTION].install()  # clients imported during the phase
+        config.stash[INTERCEPTION].install()  # clients imported during the phase
         stalls = watch.take_unreported()
-        text = format_stalls(stalls, str(item.config.invocation_params.dir)) if stalls else ""
-        item.config.stash[FINDINGS].extend(Finding(item.nodeid, stall) for stall in stalls)
+        config.stash[FINDINGS].extend(Finding(item.nodeid, stall) for stall in stalls)
+        for stall in stalls:
+            item.user_properties.append(("loopwatch_stall", one_line(stall, base)))
+        known = config.stash[BASELINE]
+        new = [s for s in stalls if stall_key(item.nodeid, s, base) not in known]
+        text = format_stalls(new, base) if new else ""
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not report stalls: {error!r}")
         return
-    if not text:
+    if not text or config.getoption("loopwatch_update_baseline"):
         return
     if failed:
         item.add_report_section(when, REPORT_SECTION, text)
+    elif config.stash[MODE] == "warn":
+        warnings.warn(LoopwatchWarning(text), stacklevel=1)
     else:
         pytest.fail(text, pytrace=False)
 
@@ -237,11 +292,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         workeroutput[WORKER_OUTPUT_KEY] = [to_json(finding, base) for finding in findings]
         return
     path = config.getoption("loopwatch_report")
-    if path is None:
-        return
-    document = report_document(findings, config.stash[RUN_SETTINGS].threshold, base)
+    if path is not None:
+        document = report_document(findings, config.stash[RUN_SETTINGS].threshold, base)
+        _write_json(config, path, document)
+    baseline = config.getoption("loopwatch_baseline")
+    if baseline is not None and config.getoption("loopwatch_update_baseline"):
+        _write_json(config, baseline, baseline_document(findings, base))
+
+
+def _write_json(config: pytest.Config, path: str, document: object) -> None:
     try:
-        _write_atomically(Path(base, path), json.dumps(document, indent=2) + "\n")
+        target = Path(config.invocation_params.dir, path)
+        _write_atomically(target, json.dumps(document, indent=2) + "\n")
     except OSError as error:
         config.stash[INTERNAL_ERRORS].append(f"could not write {path}: {error}")
 
@@ -260,11 +322,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _is_worker(config):
         return
     findings = config.stash.get(FINDINGS, [])
+    base = str(config.invocation_params.dir)
+    known = config.stash.get(BASELINE, set())
     if findings:
         terminalreporter.section("loopwatch", yellow=True)
-        for line in summary_lines(findings, str(config.invocation_params.dir)):
+        for line in summary_lines(findings, base):
             terminalreporter.line(line)
-    elif config.stash.get(ANY_WATCHED, False):
+    if known:
+        seen = {stall_key(f.test, f.stall, base) for f in findings}
+        stale = sorted(known - seen, key=str)
+        terminalreporter.line(
+            f"loopwatch baseline: {len(known & seen)} known stalls did not fail, "
+            f"{len(stale)} stale entries"
+        )
+        for test, route, where in stale:
+            terminalreporter.line(f"  stale: {test} {route} at {where}")
+    if not findings and config.stash.get(ANY_WATCHED, False):
         threshold = format_duration(config.stash[RUN_SETTINGS].threshold)
         terminalreporter.line(f"loopwatch: no stalls (threshold {threshold})")
     errors = config.stash.get(INTERNAL_ERRORS, [])

@@ -32,6 +32,13 @@ def describe_request(stall: Stall) -> str:
     return f"{head}  route {stall.route}" if stall.route else head
 
 
+def one_line(stall: Stall, base: str) -> str:
+    """A stall in one line, for JUnit properties and warnings summaries."""
+    location = stall.location
+    where = "" if location is None else f" at {display_path(location.file, base)}:{location.line}"
+    return f"{describe_request(stall)}: blocked {format_duration(stall.duration)}{where}"
+
+
 def format_stalls(stalls: Sequence[Stall], base: str) -> str:
     """The failure text for the stalls of one test phase."""
     times = "1 time" if len(stalls) == 1 else f"{len(stalls)} times"

@@ -96,3 +96,17 @@ def settings_for_test(
         if threshold is None
         else _threshold(threshold, f"@pytest.mark.{MARKER}(threshold=...)"),
     )
+
+
+MODES = ("fail", "warn")
+
+
+def run_mode(*, cli_mode: str | None, ini_mode: object) -> str:
+    """`fail` (the default) fails the tests that stall; `warn` only reports them."""
+    for value, where in ((cli_mode, "--loopwatch-mode"), (ini_mode, "ini option loopwatch_mode")):
+        if value in (None, ""):
+            continue
+        if value not in MODES:
+            raise pytest.UsageError(f"{value!r} is not a valid mode for {where}; use fail or warn")
+        return str(value)
+    return "fail"

@@ -233,7 +233,7 @@ def test_a_bad_ini_switch_is_a_usage_error(pytester: pytest.Pytester) -> None:
     [
         (
             "loopwatch(treshold='1s')",
-            "*@pytest.mark.loopwatch got an unexpected keyword argument 'treshold'; "
+            "*@pytest.mark.loopwatch got an unexpected keyword argument 'treshold'*; "
             "use @pytest.mark.loopwatch(enabled=True, *, threshold=None)*",
         ),
         (

@@ -8,7 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from conftest import line_of
+from conftest import INI, line_of
 
 TWO_ROUTES = """
 import time
@@ -129,3 +129,76 @@ def test_with_xdist_each_stall_is_summarised_and_reported_once(
     )
     stalls = json.loads((pytester.path / "loopwatch.json").read_text())["stalls"]
     assert sorted(s["request"]["path"] for s in stalls) == ["/cpu", "/sleep", "/sleep"]
+
+
+def test_warn_mode_reports_stalls_without_failing(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(TWO_ROUTES)
+    # In a subprocess: the warnings filters of the outer session do not reach it.
+    result = pytester.runpytest_subprocess("--loopwatch", "--loopwatch-mode=warn")
+    result.assert_outcomes(passed=3, warnings=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*LoopwatchWarning: loopwatch: the event loop was blocked 1 time*",
+            "*= loopwatch =*",
+            "GET /sleep  route /sleep: 2 stalls, *",
+        ]
+    )
+
+
+def test_an_ini_mode_and_a_bad_mode(pytester: pytest.Pytester, app_files: Path) -> None:
+    pytester.makeini(INI + "loopwatch_mode = warn\n")
+    pytester.makepyfile(TWO_ROUTES)
+    pytester.runpytest_subprocess("--loopwatch").assert_outcomes(passed=3, warnings=2)
+    result = pytester.runpytest("--loopwatch", "--loopwatch-mode=loud")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: 'loud' is not a valid mode for --loopwatch-mode; use fail or warn"]
+    )
+
+
+def test_a_baseline_keeps_known_stalls_green_and_new_ones_red(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(TWO_ROUTES)
+    baseline = ["--loopwatch", "--loopwatch-baseline=loopwatch-baseline.json"]
+    pytester.runpytest(*baseline, "--loopwatch-update-baseline").assert_outcomes(passed=3)
+    recorded = json.loads((pytester.path / "loopwatch-baseline.json").read_text())
+    assert len(recorded["stalls"]) == 3
+
+    pytester.runpytest(*baseline).assert_outcomes(passed=3)
+
+    pytester.makepyfile(
+        TWO_ROUTES
+        + """
+def test_new_blocking(test_client):
+    test_client.get("/json")
+
+def test_sleep_once(test_client):
+    pass
+"""
+    )
+    result = pytester.runpytest(*baseline)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_new_blocking _*",
+            "  GET /json  route /json",
+            "loopwatch baseline: 2 known stalls did not fail, 1 stale entries",
+            "  stale: *::test_sleep_once /sleep at app.py:*",
+            "FAILED *::test_new_blocking*",
+        ]
+    )
+
+
+def test_junit_xml_carries_each_stall_as_a_property(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(TWO_ROUTES)
+    pytester.runpytest("--loopwatch", "--junitxml=junit.xml").assert_outcomes(passed=1, failed=2)
+    xml = (pytester.path / "junit.xml").read_text()
+    assert (
+        xml.count('<property name="loopwatch_stall" value="GET /sleep  route /sleep: blocked') == 2
+    )
+    assert xml.count('<property name="loopwatch_stall" value="GET /cpu  route /cpu: blocked') == 1

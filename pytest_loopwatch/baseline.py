@@ -1,0 +1,48 @@
+"""Stalls already known: once recorded in a baseline file they no longer fail; new ones do.
+
+A stall is known by its test, its route and its blocking line, never by its duration,
+which varies from run to run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from .findings import Finding
+from .records import Stall
+from .report import display_path
+
+BaselineKey: TypeAlias = tuple[str, str | None, str]
+"""(test node id, route, blocking location as `file:line`)."""
+
+_VERSION = 1
+
+
+def stall_key(test: str, stall: Stall, base: str) -> BaselineKey:
+    location = stall.location
+    where = "?" if location is None else f"{display_path(location.file, base)}:{location.line}"
+    return (test, stall.route or stall.request.path, where)
+
+
+def load_baseline(path: Path) -> set[BaselineKey]:
+    """The known stalls; none when the file does not exist yet. Raises ValueError if unreadable."""
+    if not path.exists():
+        return set()
+    try:
+        document = json.loads(path.read_text())
+        return {(s["test"], s["route"], s["location"]) for s in document["stalls"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a loopwatch baseline: {error!r}") from None
+
+
+def baseline_document(findings: Iterable[Finding], base: str) -> dict[str, Any]:
+    keys = sorted({stall_key(f.test, f.stall, base) for f in findings}, key=str)
+    return {
+        "schema": _VERSION,
+        "stalls": [
+            {"test": test, "route": route, "location": where} for test, route, where in keys
+        ],
+    }
