@@ -40,7 +40,12 @@ def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Aw
     """Call `app`, timed while a watch is active and no watched call around it times it."""
     if not stretches.timing or get_ident() in stretches.running_stretches:
         return app(scope, receive, send)
-    follower.follow_current_loop()
+    try:
+        follower.follow_current_loop()
+    except Exception as error:  # noqa: BLE001 - never raise into the app; time it all the same
+        watch = active_watch()
+        if watch is not None:
+            watch.internal_errors.append(f"following the tasks of a request: {error!r}")
     phase: list[str] | None = None
     if scope.get("type") == "lifespan":
         phase, receive = _following_lifespan_phase(receive)

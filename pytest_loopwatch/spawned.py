@@ -94,12 +94,16 @@ class SpawnFollower:
                 self._loops[loop] = factory
             return
         trio = sys.modules.get("trio")
-        if trio is not None and trio.lowlevel.in_trio_run():
+        if trio is None:
+            return
+        try:
             run = trio.lowlevel.current_root_task()
-            if run not in self._trio_runs:
-                instrument = _FollowingInstrument()
-                trio.lowlevel.add_instrument(instrument)
-                self._trio_runs[run] = instrument
+        except RuntimeError:  # not inside trio.run either
+            return
+        if run not in self._trio_runs:
+            instrument = _FollowingInstrument()
+            trio.lowlevel.add_instrument(instrument)
+            self._trio_runs[run] = instrument
 
     def stop_following(self) -> None:
         """Put every loop's task factory back; instruments end with their trio run."""

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from pytest_loopwatch import LoopwatchMiddleware, Watch, wrap
+from pytest_loopwatch import Frame, LoopwatchMiddleware, Request, Stall, Watch, wrap
 from pytest_loopwatch.durations import InvalidDuration, format_duration, parse_duration
+from pytest_loopwatch.findings import Finding
 from pytest_loopwatch.locations import blocking_stack, is_user_code
+from pytest_loopwatch.summary import summary_lines
 from pytest_loopwatch.watch import shutdown, start, stop
 
 
@@ -158,3 +160,30 @@ def test_time_the_garbage_collector_takes_is_not_the_apps(watch: Watch) -> None:
     (stall,) = watch.stalls
     assert collected_for[0] > 0.01, "too little garbage to tell the collector's time apart"
     assert stall.duration < 0.06 + collected_for[0] / 2
+
+
+def test_the_summary_puts_the_worst_stall_first() -> None:
+    def finding(test: str, route: str, duration: float, line: int) -> Finding:
+        location = Frame("/app.py", line, "handler", "block()", True)
+        return Finding(
+            test,
+            Stall(duration, 0.1, Request("http", "GET", route), route, None, location, (), 1),
+        )
+
+    lines = summary_lines(
+        [
+            finding("t::a", "/mild", 0.2, 1),
+            finding("t::b", "/worst", 0.9, 2),
+            finding("t::c", "/mild", 0.3, 1),
+        ],
+        base="/",
+    )
+    assert lines == [
+        "GET /worst  route /worst: 1 stall, worst 900 ms, total 900 ms",
+        "  at app.py:2: block()",
+        "  in t::b",
+        "GET /mild  route /mild: 2 stalls, worst 300 ms, total 500 ms",
+        "  at app.py:1: block()",
+        "  in t::a",
+        "  in t::c",
+    ]

@@ -9,6 +9,7 @@ import pytest
 from conftest import line_of
 
 import pytest_loopwatch.asgi
+import pytest_loopwatch.spawned
 
 
 def test_the_stack_shows_user_frames_and_folds_library_frames(
@@ -140,3 +141,20 @@ def test_an_error_inside_loopwatch_is_reported_and_the_suite_carries_on(
         ]
     )
     result.stdout.no_fnmatch_line("INTERNALERROR*")
+
+
+def test_a_failure_to_follow_tasks_never_reaches_the_app(
+    pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> NoReturn:
+        raise AttributeError("no such trio API")
+
+    monkeypatch.setattr(pytest_loopwatch.spawned.follower, "follow_current_loop", broken)
+    pytester.makepyfile(
+        "def test_fast(test_client):\n    assert test_client.get('/fast').json() == 'ok'\n"
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*::test_fast: following the tasks of a request: AttributeError('no such trio API')"]
+    )
