@@ -212,6 +212,10 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     With LOOPWATCH_TEST_HTTPX=httpx2, every inner `import httpx` imports httpx2 instead.
     """
     pytester.makeini(INI)
+    # Under CI, pytest prints whole failure messages in the short summary; the inner
+    # sessions should read the same everywhere.
+    for variable in ("CI", "BUILD_NUMBER"):
+        monkeypatch.delenv(variable, raising=False)
     if HTTPX != "httpx":
         makepyfile = pytester.makepyfile
 
