@@ -202,7 +202,6 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
     config = item.config
     base = str(config.invocation_params.dir)
     try:
-        config.stash[INTERCEPTION].install()  # clients imported during the phase
         stalls = watch.take_unreported()
         config.stash[FINDINGS].extend(Finding(item.nodeid, stall) for stall in stalls)
         for stall in stalls:
@@ -221,6 +220,16 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
         warnings.warn(LoopwatchWarning(text), stacklevel=1)
     else:
         pytest.fail(text, pytrace=False)
+
+
+def _patch_clients_imported_since(item: pytest.Item) -> None:
+    """A test client imported by the previous phase (a fixture's import) is watched from now on."""
+    if item.stash.get(TEST_WATCH, None) is None or not _settings(item).enabled:
+        return
+    try:
+        item.config.stash[INTERCEPTION].install()
+    except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
+        _internal_error(item, f"could not watch the test clients: {error!r}")
 
 
 def _end(item: pytest.Item) -> None:
@@ -252,6 +261,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Fail the test after it ran if its app code stalled the loop."""
+    _patch_clients_imported_since(item)
     try:
         result = yield
     except BaseException:
@@ -264,6 +274,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     """Stop watching after the last fixture, failing teardown if a finalizer's request stalled."""
+    _patch_clients_imported_since(item)
     try:
         result = yield
     except BaseException:

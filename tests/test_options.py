@@ -270,3 +270,25 @@ def test_a_bad_marker_is_a_usage_error_naming_the_test(
 def test_the_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.loopwatch(enabled=True, *, threshold=None): *"])
+
+
+def test_no_client_class_stays_patched_after_a_watched_test(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        from starlette import testclient
+
+        def test_watched(test_client):
+            test_client.get("/fast")
+            assert "app" in vars(testclient.TestClient)
+
+        @pytest.mark.loopwatch(False)
+        def test_after_it():
+            assert "app" not in vars(httpx.ASGITransport)
+            assert "app" not in vars(testclient.TestClient)
+        """
+    )
+    pytester.runpytest("--loopwatch").assert_outcomes(passed=2)
