@@ -14,7 +14,10 @@ import time
 import types
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
+
+from .contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 
 # Captured at import so that a test patching `time.perf_counter` (freezegun,
 # time-machine, monkeypatch) cannot skew or freeze the measurement.
@@ -37,8 +40,41 @@ A plain tuple, because one is made for every step of every watched request.
 running_stretches: dict[int, Stretch] = {}
 """Thread id -> the stretch of app code that thread is running now."""
 
-stretch_samples: dict[int, tuple[Stretch, Counter[SampledStack]]] = {}
-"""Thread id -> (the sampled stretch, how often each stack was seen in it)."""
+
+@dataclass(slots=True)
+class Look:
+    """What the watchdog saw of one running stretch."""
+
+    stretch: Stretch
+    watchdog_thread: int
+    samples: Counter[SampledStack] = field(default_factory=Counter)
+    """How often each stack was seen."""
+    counted_from: tuple[float, CpuTimes | None] | None = None
+    """When the watchdog first saw the stretch, and the OS's CPU counts then: from these,
+    the machine's share of the rest of the stretch."""
+
+    def time_kept_from_cpu(self) -> float:
+        """Seconds of the stretch since the first look that the machine, not the app, took."""
+        since, cpu_times = self.counted_from or (0.0, None)
+        if cpu_times is None:
+            return 0.0
+        try:
+            now = read_cpu_times()
+            if now is None:
+                return 0.0
+            return time_kept_from_cpu(
+                cpu_times, now, clock() - since, threading.get_native_id(), self.watchdog_thread
+            )
+        except Exception as error:  # noqa: BLE001 - runs inside the app's call
+            errors.append(f"reading CPU times: {error!r}")
+            return 0.0
+
+
+looks: dict[int, Look] = {}
+"""Thread id -> what the watchdog saw of the stretch that thread is running."""
+
+errors: list[str] = []
+"""Errors met while timing, for the watch to report."""
 
 _limit = float("inf")
 
@@ -79,17 +115,19 @@ def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any
 
 
 def finish_stretch(thread: int, stretch: Stretch) -> None:
-    """Hand the stretch on if it was long, less the time the garbage collector took."""
+    """Hand the stretch on if it was long, less what the collector and the machine took."""
     duration = clock() - stretch[0] - (collector_time - stretch[3])
-    samples = None
-    if stretch_samples:
-        entry = stretch_samples.pop(thread, None)
-        # Samples the watchdog took of an earlier stretch are stale.
-        if entry is not None and entry[0] is stretch:
-            samples = entry[1]
+    look = None
+    if looks:
+        look = looks.pop(thread, None)
+        # What the watchdog saw of an earlier stretch is stale.
+        if look is not None and look.stretch is not stretch:
+            look = None
     try:
+        if duration > _limit and look is not None:
+            duration -= look.time_kept_from_cpu()
         if duration > _limit:
-            stretch[1](stretch[2], duration, samples)
+            stretch[1](stretch[2], duration, look.samples if look is not None else None)
     finally:
         # Only now: whoever waits for the running stretches to end (a test ending while a
         # live server's handler finishes) then finds the stall recorded.

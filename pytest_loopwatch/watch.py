@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from . import stretches
 from .records import Stall
 from .spawned import follower
 from .stretches import report_stretches_longer_than, wait_for_other_threads
@@ -76,9 +77,9 @@ def stop(watch: Watch) -> None:
     """Deactivate `watch`, and take back the watchdog's findings about this span."""
     if watch in _active:
         _active.remove(watch)
-    if watchdog.errors:
-        watch.internal_errors.extend(watchdog.errors)
-        watchdog.errors.clear()
+    for errors in (watchdog.errors, stretches.errors):
+        watch.internal_errors.extend(errors)
+        errors.clear()
     outer = active_watch()
     if outer is None:
         report_stretches_longer_than(None)

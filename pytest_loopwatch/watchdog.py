@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections import Counter
 from types import FrameType
 
-from .stretches import STRETCH_CODE, SampledStack, clock, running_stretches, stretch_samples
+from .contention import read_cpu_times
+from .stretches import STRETCH_CODE, Look, SampledStack, clock, looks, running_stretches
 
 _MAX_DEPTH = 256
 
@@ -94,16 +94,20 @@ class Watchdog:
     def _sample_long_stretches(self, look_after: float) -> None:
         now = clock()
         for thread, stretch in list(running_stretches.items()):
-            if now - stretch[0] < look_after:
-                continue
-            stack = sample_stack(sys._current_frames().get(thread))
-            if running_stretches.get(thread) is not stretch:
-                continue
-            entry = stretch_samples.get(thread)
-            if entry is None or entry[0] is not stretch:
-                entry = (stretch, Counter())
-                stretch_samples[thread] = entry
-            entry[1][stack] += 1
+            look = looks.get(thread)
+            first_sight = look is None or look.stretch is not stretch
+            if look is None or first_sight:
+                look = Look(stretch, threading.get_native_id())
+                looks[thread] = look
+            if now - stretch[0] >= look_after:
+                stack = sample_stack(sys._current_frames().get(thread))
+                if running_stretches.get(thread) is stretch:
+                    look.samples[stack] += 1
+            if first_sight:
+                # Counted at first sight, not only once the stretch is old: the machine's
+                # share of it is known only from here on. Last, because reading releases
+                # the GIL and a loop thread that held it can finish its stretch meanwhile.
+                look.counted_from = (clock(), read_cpu_times())
 
 
 watchdog = Watchdog()

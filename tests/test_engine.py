@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_loopwatch import Frame, LoopwatchMiddleware, Request, Stall, Watch, wrap
+from pytest_loopwatch.contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 from pytest_loopwatch.durations import InvalidDuration, format_duration, parse_duration
 from pytest_loopwatch.findings import Finding
 from pytest_loopwatch.locations import blocking_stack, is_user_code
@@ -187,3 +189,56 @@ def test_the_summary_puts_the_worst_stall_first() -> None:
         "  in t::a",
         "  in t::c",
     ]
+
+
+def cpu_times(stolen: float = 0.0, **threads: tuple[float, float]) -> CpuTimes:
+    """Counts for threads named t<id>, given as (seconds run, seconds waited for a CPU)."""
+    return CpuTimes(
+        {
+            int(name[1:]): (round(ran * 1e9), round(waited * 1e9))
+            for name, (ran, waited) in threads.items()
+        },
+        stolen,
+    )
+
+
+def test_the_loop_threads_own_wait_for_a_cpu_is_the_machines() -> None:
+    before = cpu_times(t1=(1.0, 1.0))
+    after = cpu_times(t1=(1.1, 1.4))
+    assert time_kept_from_cpu(before, after, 0.5, 1, None) == pytest.approx(0.4)
+
+
+def test_other_threads_waits_count_only_while_the_loop_thread_was_waiting_itself() -> None:
+    # The loop thread ran 0.1 s and was off the CPU by itself 0.2 s (a lock, a sleep);
+    # a thread it may have waited for was kept 0.5 s from a CPU: at most 0.2 s is the machine's.
+    before = cpu_times(t1=(0.0, 0.0), t2=(0.0, 0.0))
+    after = cpu_times(t1=(0.1, 0.0), t2=(0.0, 0.5))
+    assert time_kept_from_cpu(before, after, 0.3, 1, None) == pytest.approx(0.2)
+    # A thread started in between has waited only since it started.
+    after_with_new_thread = cpu_times(t1=(0.1, 0.0), t3=(0.0, 0.15))
+    assert time_kept_from_cpu(before, after_with_new_thread, 0.3, 1, None) == pytest.approx(0.15)
+
+
+def test_a_cpu_bound_stretch_keeps_its_own_time_however_long_others_wait() -> None:
+    before = cpu_times(t1=(0.0, 0.0), t2=(0.0, 0.0))
+    after = cpu_times(t1=(0.3, 0.0), t2=(0.0, 0.3))
+    assert time_kept_from_cpu(before, after, 0.3, 1, None) == pytest.approx(0.0)
+
+
+def test_the_watchdogs_waits_and_stolen_time_are_counted_as_said() -> None:
+    before = cpu_times(stolen=5.0, t1=(0.0, 0.0), t9=(0.0, 0.0))
+    after = cpu_times(stolen=5.05, t1=(0.0, 0.0), t9=(0.0, 0.2))
+    assert time_kept_from_cpu(before, after, 0.3, 1, 9) == pytest.approx(0.05)
+
+
+@pytest.mark.skipif(read_cpu_times() is None, reason="the OS keeps no per-thread CPU counts")
+def test_the_cpu_counts_of_a_running_thread_grow_as_it_runs() -> None:
+    before = read_cpu_times()
+    deadline = time.perf_counter() + 0.05
+    while time.perf_counter() < deadline:
+        pass
+    after = read_cpu_times()
+    assert before is not None
+    assert after is not None
+    me = threading.get_native_id()
+    assert after.threads[me][0] - before.threads[me][0] > 0.02e9
