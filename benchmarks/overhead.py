@@ -6,7 +6,9 @@ active, the watchdog polling), switched on and off around each batch. Alternatin
 batches in one process cancels the drift of a shared machine; the figure is the ratio
 of the median batch times, with the smallest and largest ratio of a pair.
 
-    python benchmarks/overhead.py [--requests 2000] [--rounds 30]
+    python benchmarks/overhead.py [--requests 2000] [--rounds 15] [--strict]
+
+With --strict, the watched side is what `--loopwatch --loopwatch-strict` does.
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ async def spawn() -> dict[str, bool]:
     return {"ok": True}
 
 
+STRICT = False
+
+
 @contextmanager
 def watching() -> Iterator[None]:
-    """What --loopwatch does around one test."""
+    """What --loopwatch (with STRICT, --loopwatch --loopwatch-strict) does around one test."""
     interception = Interception()
-    watch = Watch(threshold=0.1)
+    watch = Watch(threshold=0.1, strict=STRICT)
     interception.install()
     start(watch)
     try:
@@ -122,7 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests in a batch")
     parser.add_argument("--rounds", type=int, default=15, help="paired batches per case")
+    parser.add_argument("--strict", action="store_true", help="watch in strict mode")
     args = parser.parse_args()
+    global STRICT
+    STRICT = args.strict
     cases: list[tuple[str, Callable[[str, int, int], Pairs], str, int]] = [
         ("ASGITransport", through_asgi_transport, "/fast", args.requests),
         ("TestClient", through_test_client, "/fast", args.requests),
@@ -134,7 +142,8 @@ def main() -> None:
             args.requests // 10,
         ),
     ]
-    print(f"batches of {args.requests} requests, {args.rounds} pairs (watched / plain)")
+    mode = "strict" if STRICT else "watched"
+    print(f"batches of {args.requests} requests, {args.rounds} pairs ({mode} / plain)")
     print(f"{'case':<36} {'median ratio':>12} {'min':>7} {'max':>7}")
     for name, run, path, requests in cases:
         ratio, low, high = run(path, requests, args.rounds).summary()

@@ -70,12 +70,16 @@ def _record_stall(
     call: tuple[Scope, str, list[str] | None],
     duration: float,
     samples: Counter[SampledStack] | None,
+    blocking_call: str | None = None,
+    /,
 ) -> None:
     watch = active_watch()
     if watch is None:
         return
+    if blocking_call is not None and call[0].get("type") == "lifespan":
+        return  # opening files and connecting at startup is what a lifespan is for
     try:
-        watch.record(_stall(call, duration, watch.threshold, samples))
+        watch.record(_stall(call, duration, watch.threshold, samples, blocking_call))
     except Exception as error:  # noqa: BLE001 - never raise into the app
         watch.internal_errors.append(f"recording a stall: {error!r}")
 
@@ -92,6 +96,7 @@ def _stall(
     duration: float,
     threshold: float,
     samples: Counter[SampledStack] | None,
+    blocking_call: str | None,
 ) -> Stall:
     scope, entry_root_path, phase = call
     found = blocking_stack(samples) if samples else None
@@ -115,6 +120,7 @@ def _stall(
         location=location,
         stack=stack,
         samples=sum(samples.values()) if samples else 0,
+        call=blocking_call,
     )
 
 

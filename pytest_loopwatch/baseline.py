@@ -16,7 +16,8 @@ from .records import Stall
 from .report import display_path
 
 BaselineKey: TypeAlias = tuple[str, str | None, str]
-"""(test node id, route, blocking location as `file:line`)."""
+"""(test node id, route, blocking location as `file:line`, followed by the called
+function for strict mode's blocking calls: `file:line time.sleep`)."""
 
 _VERSION = 1
 
@@ -24,6 +25,8 @@ _VERSION = 1
 def stall_key(test: str, stall: Stall, base: str) -> BaselineKey:
     location = stall.location
     where = "?" if location is None else f"{display_path(location.file, base)}:{location.line}"
+    if stall.call is not None:
+        where += " " + stall.call.partition("(")[0]
     return (test, stall.route or stall.request.path, where)
 
 

@@ -50,6 +50,8 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
     endpoint = stall.endpoint
     return {
         "test": finding.test,
+        "kind": stall.kind,
+        "call": stall.call,
         "duration_s": stall.duration,
         "request": request,
         "route": stall.route,
@@ -85,6 +87,7 @@ def from_json(data: dict[str, Any], threshold: float) -> Finding:
             location=None if data["location"] is None else _frame_from_json(data["location"]),
             stack=tuple(_frame_from_json(frame) for frame in data["stack"]),
             samples=data["samples"],
+            call=data.get("call"),
         ),
     )
 

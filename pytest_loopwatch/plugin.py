@@ -26,6 +26,7 @@ from .settings import (
     session_settings,
     settings_for_test,
 )
+from .strict import ALLOW_FORM, InvalidAllowPattern, check_allowed, strict_mode
 from .summary import summary_lines
 from .watch import Watch, shutdown, start, stop
 
@@ -38,6 +39,7 @@ FINDINGS = pytest.StashKey[list[Finding]]()
 MODE = pytest.StashKey[str]()
 BASELINE = pytest.StashKey[set[BaselineKey]]()
 ANY_WATCHED = pytest.StashKey[bool]()
+ALLOWED = pytest.StashKey[tuple[str, ...]]()
 WORKER_OUTPUT_KEY = "loopwatch_stalls"
 
 REPORT_SECTION = "loopwatch"
@@ -87,8 +89,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write every stall of the run to PATH as JSON (schema: report.schema.json)",
     )
+    group.addoption(
+        "--loopwatch-strict",
+        action="store_true",
+        default=None,
+        help="also fail on known blocking calls (time.sleep, sockets, files, subprocesses, "
+        "sqlite3) that app code makes on the loop, however fast",
+    )
     parser.addini(
         "loopwatch", "watch ASGI apps in every test, as --loopwatch", type="bool", default=False
+    )
+    parser.addini("loopwatch_strict", "default for --loopwatch-strict", type="bool", default=False)
+    parser.addini(
+        "loopwatch_allow",
+        f"strict mode lets pass the blocking calls made under these frames: {ALLOW_FORM}",
+        type="linelist",
+        default=[],
     )
     parser.addini("loopwatch_threshold", "default for --loopwatch-threshold", default="")
     parser.addini("loopwatch_mode", "default for --loopwatch-mode: fail or warn", default="")
@@ -116,7 +132,21 @@ def pytest_configure(config: pytest.Config) -> None:
         env_threshold=os.environ.get(THRESHOLD_ENV),
         ini_enabled=_getini(config, "loopwatch", "true or false"),
         ini_threshold=_getini(config, "loopwatch_threshold", f"a string: {ACCEPTED_FORMS}"),
+        cli_strict=config.getoption("loopwatch_strict"),
+        ini_strict=_getini(config, "loopwatch_strict", "true or false"),
     )
+    allowed = list(config.getini("loopwatch_allow"))
+    try:
+        check_allowed(allowed)
+    except InvalidAllowPattern as error:
+        raise pytest.UsageError(
+            f"ini option loopwatch_allow: {error.args[0]!r} is not valid; use {ALLOW_FORM}"
+        ) from None
+    config.stash[ALLOWED] = tuple(allowed)
+    if config.stash[RUN_SETTINGS].strict:
+        # Before the tests' modules import the app: SQLite connections opened at import
+        # are traced only if the hook already listens.
+        strict_mode.install_hook()
     config.stash[INTERCEPTION] = Interception()
     config.stash[INTERNAL_ERRORS] = []
     config.stash[FINDINGS] = []
@@ -153,7 +183,10 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     settings = config.stash[RUN_SETTINGS]
     if not settings.enabled:
         return None
-    return f"loopwatch: watching every test, threshold {format_duration(settings.threshold)}"
+    strict = ", strict" if settings.strict else ""
+    return (
+        f"loopwatch: watching every test, threshold {format_duration(settings.threshold)}{strict}"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -182,7 +215,8 @@ def _settings(item: pytest.Item) -> Settings:
 
 def _begin(item: pytest.Item) -> None:
     settings = _settings(item)
-    watch = Watch(settings.threshold)
+    allowed = item.config.stash[ALLOWED]
+    watch = Watch(settings.threshold, strict=settings.strict, allowed=allowed)
     item.stash[TEST_WATCH] = watch
     if not settings.enabled:
         return

@@ -38,7 +38,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Stall:
-    """One stretch of app code that held the event loop longer than the threshold."""
+    """One stretch of app code that held the event loop longer than the threshold, or, in
+    strict mode, one known blocking call that app code made on the loop."""
 
     duration: float
     threshold: float
@@ -48,3 +49,11 @@ class Stall:
     location: Frame | None
     stack: tuple[Frame, ...]
     samples: int
+    call: str | None = None
+    """The blocking call strict mode caught, summed up (`time.sleep(0.01)`); its duration
+    is not measured, and is 0."""
+
+    @property
+    def kind(self) -> str:
+        """`stall` for a stretch over the threshold, `call` for a blocking call."""
+        return "stall" if self.call is None else "call"

@@ -32,20 +32,37 @@ def describe_request(stall: Stall) -> str:
     return f"{head}  route {stall.route}" if stall.route else head
 
 
+def _what(stall: Stall) -> str:
+    if stall.call is not None:
+        return f"called {stall.call}"
+    return f"blocked {format_duration(stall.duration)}"
+
+
 def one_line(stall: Stall, base: str) -> str:
     """A stall in one line, for JUnit properties and warnings summaries."""
     location = stall.location
     where = "" if location is None else f" at {display_path(location.file, base)}:{location.line}"
-    return f"{describe_request(stall)}: blocked {format_duration(stall.duration)}{where}"
+    return f"{describe_request(stall)}: {_what(stall)}{where}"
+
+
+def _headline(stalls: Sequence[Stall]) -> str:
+    blocked = sum(stall.call is None for stall in stalls)
+    calls = len(stalls) - blocked
+    parts = []
+    if blocked:
+        times = "1 time" if blocked == 1 else f"{blocked} times"
+        parts.append(
+            f"the event loop was blocked {times} (threshold {format_duration(stalls[0].threshold)})"
+        )
+    if calls:
+        made = "1 blocking call was" if calls == 1 else f"{calls} blocking calls were"
+        parts.append(f"{made} made on the event loop (strict mode)")
+    return "loopwatch: " + "; ".join(parts)
 
 
 def format_stalls(stalls: Sequence[Stall], base: str) -> str:
-    """The failure text for the stalls of one test phase."""
-    times = "1 time" if len(stalls) == 1 else f"{len(stalls)} times"
-    lines = [
-        f"loopwatch: the event loop was blocked {times} "
-        f"(threshold {format_duration(stalls[0].threshold)})"
-    ]
+    """The failure text for the stalls and blocking calls of one test phase."""
+    lines = [_headline(stalls)]
     for stall in stalls:
         lines.append("")
         lines.extend(_stall_lines(stall, base))
@@ -58,12 +75,12 @@ def _stall_lines(stall: Stall, base: str) -> Iterable[str]:
     if endpoint is not None:
         where = f" ({display_path(endpoint.file, base)}:{endpoint.line})" if endpoint.file else ""
         yield f"  endpoint {endpoint.name}{where}"
-    blocked = f"  blocked {format_duration(stall.duration)}"
+    what = f"  {_what(stall)}"
     location = stall.location
     if location is None:
-        yield f"{blocked} (no stack sample: the loop thread never let the watchdog look)"
+        yield f"{what} (no stack sample: the loop thread never let the watchdog look)"
         return
-    yield f"{blocked} at {display_path(location.file, base)}:{location.line} in {location.function}"
+    yield f"{what} at {display_path(location.file, base)}:{location.line} in {location.function}"
     if location.code:
         yield f"      {location.code}"
     yield "  stack (most recent call last):"

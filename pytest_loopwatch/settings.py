@@ -14,7 +14,7 @@ DEFAULT_THRESHOLD = 0.1
 
 THRESHOLD_ENV = "LOOPWATCH_THRESHOLD"
 MARKER = "loopwatch"
-MARKER_SIGNATURE = "loopwatch(enabled=True, *, threshold=None)"
+MARKER_SIGNATURE = "loopwatch(enabled=True, *, threshold=None, strict=None)"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -22,10 +22,12 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 @dataclass(frozen=True)
 class Settings:
-    """Whether a test is watched, and how long a stretch of app code may hold the loop."""
+    """Whether a test is watched, how long a stretch of app code may hold the loop, and
+    whether known blocking calls count however fast (strict mode)."""
 
     enabled: bool
     threshold: float
+    strict: bool = False
 
 
 def _threshold(value: object, where: str) -> float:
@@ -52,9 +54,14 @@ def session_settings(
     env_threshold: str | None,
     ini_enabled: object,
     ini_threshold: object,
+    cli_strict: bool | None = None,
+    ini_strict: object = False,
 ) -> Settings:
     """The run's settings; raises `pytest.UsageError` naming the source of a bad value."""
     enabled = cli_enabled if cli_enabled is not None else _flag(ini_enabled, "ini option loopwatch")
+    strict = (
+        cli_strict if cli_strict is not None else _flag(ini_strict, "ini option loopwatch_strict")
+    )
     if cli_threshold is not None:
         threshold = _threshold(cli_threshold, "--loopwatch-threshold")
     elif env_threshold is not None:
@@ -63,11 +70,13 @@ def session_settings(
         threshold = _threshold(ini_threshold, "ini option loopwatch_threshold")
     else:
         threshold = DEFAULT_THRESHOLD
-    return Settings(enabled=enabled, threshold=threshold)
+    return Settings(enabled=enabled, threshold=threshold, strict=strict)
 
 
-def _marker_arguments(enabled: object = True, *, threshold: object = None) -> tuple[object, object]:
-    return enabled, threshold
+def _marker_arguments(
+    enabled: object = True, *, threshold: object = None, strict: object = None
+) -> tuple[object, object, object]:
+    return enabled, threshold, strict
 
 
 def settings_for_test(
@@ -82,19 +91,25 @@ def settings_for_test(
     """
     if marker_args is None:
         return replace(run, enabled=True) if uses_fixture else run
-    usage = f"use @pytest.mark.{MARKER_SIGNATURE}, threshold being {ACCEPTED_FORMS}"
+    usage = (
+        f"use @pytest.mark.{MARKER_SIGNATURE}, threshold being {ACCEPTED_FORMS}, "
+        "strict True or False"
+    )
     try:
-        enabled, threshold = _marker_arguments(*marker_args, **marker_kwargs)
+        enabled, threshold, strict = _marker_arguments(*marker_args, **marker_kwargs)
     except TypeError as error:
         reason = str(error).replace("_marker_arguments()", f"@pytest.mark.{MARKER}")
         raise pytest.UsageError(f"{reason}; {usage}") from None
     if not isinstance(enabled, bool):
         raise pytest.UsageError(f"@pytest.mark.{MARKER}({enabled!r}) is not valid; {usage}")
+    if strict is not None and not isinstance(strict, bool):
+        raise pytest.UsageError(f"@pytest.mark.{MARKER}(strict={strict!r}) is not valid; {usage}")
     return Settings(
         enabled=enabled,
         threshold=run.threshold
         if threshold is None
         else _threshold(threshold, f"@pytest.mark.{MARKER}(threshold=...)"),
+        strict=run.strict if strict is None else strict,
     )
 
 

@@ -13,9 +13,9 @@ import threading
 import time
 import types
 from collections import Counter
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from .contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 
@@ -26,8 +26,20 @@ clock = time.perf_counter
 SampledStack: TypeAlias = tuple[tuple[str, int, str], ...]
 """Frames from the app's coroutine inwards, as (file, line, qualified function name)."""
 
-LongStretchHandler: TypeAlias = Callable[[Any, float, "Counter[SampledStack] | None"], None]
-"""Called with (context, duration, the watchdog's samples) after a stretch over the limit."""
+
+class LongStretchHandler(Protocol):
+    """Called after a stretch over the limit with its context, duration and the watchdog's
+    samples; in strict mode also during a stretch, with a blocking call it made."""
+
+    def __call__(
+        self,
+        context: Any,
+        duration: float,
+        samples: Counter[SampledStack] | None,
+        call: str | None = None,
+        /,
+    ) -> None: ...
+
 
 Stretch: TypeAlias = tuple[float, LongStretchHandler, Any, float]
 """A running stretch: (start, its handler, its context, collector time at start).

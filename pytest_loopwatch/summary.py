@@ -15,13 +15,14 @@ class _Group:
     where: str
     code: str
     request: str
+    call: str | None
     durations: list[float] = field(default_factory=list)
     tests: dict[str, None] = field(default_factory=dict)
 
 
 def summary_lines(findings: Iterable[Finding], base: str) -> list[str]:
-    """A paragraph per (route, blocking line): count, worst and total time, the tests."""
-    groups: dict[tuple[str | None, str], _Group] = {}
+    """A paragraph per (route, blocking line, call): count, worst and total time, the tests."""
+    groups: dict[tuple[str | None, str, str | None], _Group] = {}
     for finding in findings:
         stall = finding.stall
         location = stall.location
@@ -30,21 +31,41 @@ def summary_lines(findings: Iterable[Finding], base: str) -> list[str]:
             if location is None
             else f"{display_path(location.file, base)}:{location.line}"
         )
-        key = (stall.route or stall.request.path, where)
+        # Calls group by the function called; their arguments (a descriptor) may differ.
+        called = None if stall.call is None else stall.call.partition("(")[0]
+        key = (stall.route or stall.request.path, where, called)
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(
-                where, "" if location is None else location.code, describe_request(stall)
+                where,
+                "" if location is None else location.code,
+                describe_request(stall),
+                stall.call,
             )
         group.durations.append(stall.duration)
         group.tests[finding.test] = None
     lines: list[str] = []
-    for group in sorted(groups.values(), key=lambda g: (-max(g.durations), -sum(g.durations))):
-        times = "1 stall" if len(group.durations) == 1 else f"{len(group.durations)} stalls"
-        lines.append(
-            f"{group.request}: {times}, worst {format_duration(max(group.durations))}, "
-            f"total {format_duration(sum(group.durations))}"
-        )
+    # Stalls, worst first; then strict mode's calls, which have no duration.
+    for group in sorted(
+        groups.values(),
+        key=lambda g: (g.call is not None, -max(g.durations), -sum(g.durations), g.request),
+    ):
+        count = len(group.durations)
+        if group.call is not None:
+            calls = "1 blocking call" if count == 1 else f"{count} blocking calls"
+            lines.append(f"{group.request}: {calls}, {group.call}")
+        else:
+            times = "1 stall" if count == 1 else f"{count} stalls"
+            lines.append(
+                f"{group.request}: {times}, worst {format_duration(max(group.durations))}, "
+                f"total {format_duration(sum(group.durations))}"
+            )
         lines.append(f"  at {group.where}" + (f": {group.code}" if group.code else ""))
         lines.extend(f"  in {test}" for test in group.tests)
+    call_count = sum(len(g.durations) for g in groups.values() if g.call is not None)
+    if call_count:
+        stall_count = sum(len(g.durations) for g in groups.values()) - call_count
+        stalls = "1 stall" if stall_count == 1 else f"{stall_count} stalls"
+        calls = "1 blocking call" if call_count == 1 else f"{call_count} blocking calls"
+        lines.append(f"in all: {stalls}, {calls} (strict mode)")
     return lines

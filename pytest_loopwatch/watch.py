@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from . import stretches
 from .records import Stall
 from .spawned import follower
 from .stretches import report_stretches_longer_than, wait_for_other_threads
+from .strict import strict_mode
 from .watchdog import watchdog
 
 if TYPE_CHECKING:
@@ -21,9 +24,16 @@ class Watch:
     This is the object the `loopwatch` fixture returns.
     """
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(
+        self, threshold: float, *, strict: bool = False, allowed: Sequence[str] = ()
+    ) -> None:
         self.threshold = threshold
+        self.strict = strict
+        """Whether known blocking calls count, however fast (strict mode)."""
+        self.allowed = tuple(allowed)
+        """`module:function` patterns under which strict mode lets blocking calls pass."""
         self._stalls: list[Stall] = []
+        self._calls_seen: set[tuple[object, ...]] = set()
         self._reported = 0
         self.internal_errors: list[str] = []
         self._lock = threading.Lock()
@@ -40,8 +50,23 @@ class Watch:
 
         return wrap(app)
 
+    def allow(self, *patterns: str) -> AbstractContextManager[None]:
+        """Inside the block, strict mode lets pass the blocking calls made under `patterns`
+        (`module:function`), or every blocking call when no pattern is given."""
+        return strict_mode.allowing(patterns)
+
     def record(self, stall: Stall) -> None:
         with self._lock:
+            if stall.call is not None:
+                # A loop of a thousand sleeps is one finding, not a thousand; and a line
+                # that blocks is named once, by its first call (subprocess.run: Popen,
+                # not the read of its error pipe that follows).
+                location = stall.location
+                line = None if location is None else (location.file, location.line)
+                seen = (stall.request, stall.route, line)
+                if seen in self._calls_seen:
+                    return
+                self._calls_seen.add(seen)
             self._stalls.append(stall)
 
     def take_unreported(self) -> tuple[Stall, ...]:
@@ -69,15 +94,23 @@ def active_watch() -> Watch | None:
 def start(watch: Watch) -> None:
     """Make `watch` active until `stop`; watches nest (a pytester run inside a test)."""
     _active.append(watch)
+    _follow(watch)
+
+
+def _follow(watch: Watch) -> None:
     report_stretches_longer_than(watch.threshold)
     watchdog.watch(watch.threshold)
+    if watch.strict:
+        strict_mode.catch(watch.allowed)
+    else:
+        strict_mode.stop()
 
 
 def stop(watch: Watch) -> None:
     """Deactivate `watch`, and take back the watchdog's findings about this span."""
     if watch in _active:
         _active.remove(watch)
-    for errors in (watchdog.errors, stretches.errors):
+    for errors in (watchdog.errors, stretches.errors, strict_mode.errors):
         watch.internal_errors.extend(errors)
         errors.clear()
     outer = active_watch()
@@ -85,9 +118,9 @@ def stop(watch: Watch) -> None:
         report_stretches_longer_than(None)
         follower.stop_following()
         watchdog.pause()
+        strict_mode.stop()
     else:
-        report_stretches_longer_than(outer.threshold)
-        watchdog.watch(outer.threshold)
+        _follow(outer)
 
 
 def shutdown() -> None:
