@@ -269,7 +269,9 @@ def test_a_bad_marker_is_a_usage_error_naming_the_test(
 
 def test_the_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.loopwatch(enabled=True, *, threshold=None, strict=None): *"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.loopwatch(enabled=True, *, threshold=None, strict=None): *"]
+    )
 
 
 def test_no_client_class_stays_patched_after_a_watched_test(
