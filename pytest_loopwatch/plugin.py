@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from .settings import (
     MARKER_SIGNATURE,
     THRESHOLD_ENV,
     Settings,
+    hang_after,
     run_mode,
     session_settings,
     settings_for_test,
@@ -29,6 +32,7 @@ from .settings import (
 from .strict import ALLOW_FORM, InvalidAllowPattern, check_allowed, strict_mode
 from .summary import summary_lines
 from .watch import Watch, shutdown, start, stop
+from .watchdog import watchdog
 
 RUN_SETTINGS = pytest.StashKey[Settings]()
 TEST_SETTINGS = pytest.StashKey[Settings]()
@@ -40,6 +44,7 @@ MODE = pytest.StashKey[str]()
 BASELINE = pytest.StashKey[set[BaselineKey]]()
 ANY_WATCHED = pytest.StashKey[bool]()
 ALLOWED = pytest.StashKey[tuple[str, ...]]()
+OUTER_HANG = pytest.StashKey[tuple[float | None, Callable[[str], None] | None]]()
 WORKER_OUTPUT_KEY = "loopwatch_stalls"
 
 REPORT_SECTION = "loopwatch"
@@ -96,9 +101,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also fail on known blocking calls (time.sleep, sockets, files, subprocesses, "
         "sqlite3) that app code makes on the loop, however fast",
     )
+    group.addoption(
+        "--loopwatch-hang",
+        metavar="DURATION",
+        default=None,
+        help="when app code has held the loop this long, print where at once (default 10s)",
+    )
     parser.addini(
         "loopwatch", "watch ASGI apps in every test, as --loopwatch", type="bool", default=False
     )
+    parser.addini("loopwatch_hang", "default for --loopwatch-hang", default="")
     parser.addini("loopwatch_strict", "default for --loopwatch-strict", type="bool", default=False)
     parser.addini(
         "loopwatch_allow",
@@ -156,8 +168,25 @@ def pytest_configure(config: pytest.Config) -> None:
         ini_mode=_getini(config, "loopwatch_mode", "fail or warn"),
     )
     config.stash[BASELINE] = _known_stalls(config)
+    config.stash[OUTER_HANG] = (watchdog.hang_after, watchdog.on_hang)
+    watchdog.hang_after = hang_after(
+        cli_hang=config.getoption("loopwatch_hang"),
+        ini_hang=_getini(config, "loopwatch_hang", f"a string: {ACCEPTED_FORMS}"),
+    )
+    watchdog.on_hang = functools.partial(_show_hang, config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "loopwatch-xdist")
+
+
+def _show_hang(config: pytest.Config, description: str) -> None:
+    """Print a hang on the terminal now, past pytest's capture: the test may never end."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    writer = config.get_terminal_writer()
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        writer.line()
+        writer.sep("!", "loopwatch: hang")
+        writer.line(description)
+        writer.flush()
 
 
 def _known_stalls(config: pytest.Config) -> set[BaselineKey]:
@@ -415,3 +444,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if interception is not None:
         interception.uninstall()
     shutdown()
+    # A session inside a session (pytester) hands the hang display back to the outer one.
+    watchdog.hang_after, watchdog.on_hang = config.stash.get(OUTER_HANG, (None, None))

@@ -30,12 +30,12 @@ class Settings:
     strict: bool = False
 
 
-def _threshold(value: object, where: str) -> float:
+def _threshold(value: object, where: str, what: str = "threshold") -> float:
     try:
         return parse_duration(value)
     except InvalidDuration:
         raise pytest.UsageError(
-            f"{value!r} is not a valid threshold for {where}; use {ACCEPTED_FORMS}"
+            f"{value!r} is not a valid {what} for {where}; use {ACCEPTED_FORMS}"
         ) from None
 
 
@@ -125,3 +125,16 @@ def run_mode(*, cli_mode: str | None, ini_mode: object) -> str:
             raise pytest.UsageError(f"{value!r} is not a valid mode for {where}; use fail or warn")
         return str(value)
     return "fail"
+
+
+DEFAULT_HANG = 10.0
+"""Seconds of one stretch after which the watchdog prints where app code is, at once."""
+
+
+def hang_after(*, cli_hang: str | None, ini_hang: object) -> float:
+    """How long a stretch runs before it is shown as a hang: command line, ini, or 10 s."""
+    if cli_hang is not None:
+        return _threshold(cli_hang, "--loopwatch-hang", "duration")
+    if ini_hang not in (None, ""):
+        return _threshold(ini_hang, "ini option loopwatch_hang", "duration")
+    return DEFAULT_HANG

@@ -13,15 +13,16 @@ import threading
 import time
 import types
 from collections import Counter
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
 from .contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 
-# Captured at import so that a test patching `time.perf_counter` (freezegun,
-# time-machine, monkeypatch) cannot skew or freeze the measurement.
-clock = time.perf_counter
+# Captured at import so that a test patching `time.perf_counter` (monkeypatch) cannot
+# skew or freeze the measurement; and as its bound `__call__`, which is not `is` the
+# function: freezegun also replaces every module attribute that is.
+clock: Callable[[], float] = time.perf_counter.__call__  # type: ignore[operator]
 
 SampledStack: TypeAlias = tuple[tuple[str, int, str], ...]
 """Frames from the app's coroutine inwards, as (file, line, qualified function name)."""
@@ -61,6 +62,8 @@ class Look:
     watchdog_thread: int
     samples: Counter[SampledStack] = field(default_factory=Counter)
     """How often each stack was seen."""
+    hang_shown: bool = False
+    """Whether the watchdog has shown this stretch as a hang."""
     counted_from: tuple[float, CpuTimes | None] | None = None
     """When the watchdog first saw the stretch, and the OS's CPU counts then: from these,
     the machine's share of the rest of the stretch."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 import threading
+import traceback
+from collections.abc import Callable
 from types import FrameType
 
 from .contention import read_cpu_times
@@ -41,6 +43,10 @@ class Watchdog:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
+        self.hang_after: float | None = None
+        """Seconds after which a stretch still running is a hang, shown at once."""
+        self.on_hang: Callable[[str], None] | None = None
+        """Shows a hang's description while it lasts (on the terminal, past the capture)."""
 
     def watch(self, threshold: float) -> None:
         """Look at stretches longer than a quarter of `threshold`; start the thread if needed."""
@@ -100,14 +106,33 @@ class Watchdog:
                 look = Look(stretch, threading.get_native_id())
                 looks[thread] = look
             if now - stretch[0] >= look_after:
-                stack = sample_stack(sys._current_frames().get(thread))
+                frame = sys._current_frames().get(thread)
+                stack = sample_stack(frame)
                 if running_stretches.get(thread) is stretch:
                     look.samples[stack] += 1
+                    if self._hangs(look, now) and self.on_hang is not None:
+                        self.on_hang(_describe_hang(now - stretch[0], thread, frame))
             if first_sight:
                 # Counted at first sight, not only once the stretch is old: the machine's
                 # share of it is known only from here on. Last, because reading releases
                 # the GIL and a loop thread that held it can finish its stretch meanwhile.
                 look.counted_from = (clock(), read_cpu_times())
+
+    def _hangs(self, look: Look, now: float) -> bool:
+        """Whether the stretch has just become a hang; each is shown once."""
+        if self.hang_after is None or look.hang_shown or now - look.stretch[0] < self.hang_after:
+            return False
+        look.hang_shown = True
+        return True
+
+
+def _describe_hang(seconds: float, thread: int, frame: FrameType | None) -> str:
+    lines = [
+        f"loopwatch: app code has held the event loop for {seconds:.1f} s and still does "
+        f"(thread {thread}); where it is now, most recent call last:"
+    ]
+    lines.extend(line.rstrip("\n") for line in traceback.format_stack(frame))
+    return "\n".join(lines)
 
 
 watchdog = Watchdog()
