@@ -54,6 +54,10 @@ class LoopwatchWarning(pytest.PytestWarning):
     """A stall, reported as a warning under --loopwatch-mode=warn."""
 
 
+class LoopwatchInternalWarning(pytest.PytestWarning):
+    """An error of loopwatch itself; the test's outcome is left to the test."""
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register `--loopwatch`, `--loopwatch-threshold`, `--loopwatch-report` and the ini keys."""
     group = parser.getgroup("loopwatch", "fail tests whose ASGI app code stalls the event loop")
@@ -235,7 +239,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _internal_error(item: pytest.Item, error: BaseException | str) -> None:
-    item.config.stash[INTERNAL_ERRORS].append(f"{item.nodeid}: {error!s}")
+    """One warning naming the test; recorded, not raised, so `-W error` cannot turn
+    loopwatch's own trouble into the test's failure."""
+    path, line, _ = item.location
+    warning = LoopwatchInternalWarning(f"loopwatch internal error: {error!s}")
+    item.ihook.pytest_warning_recorded.call_historic(
+        kwargs={
+            "warning_message": warnings.WarningMessage(
+                warning, type(warning), path, (line or 0) + 1
+            ),
+            "when": "runtest",
+            "nodeid": item.nodeid,
+            "location": None,
+        }
+    )
 
 
 def _settings(item: pytest.Item) -> Settings:

@@ -123,3 +123,74 @@ def test_a_bad_hang_duration_stops_the_run_with_one_line(
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def patchable_state() -> dict[str, object]:
+    """Every attribute loopwatch may patch or wrap, and the threads that run."""
+    import os
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import httpx2
+    from starlette import testclient
+
+    return {
+        "threads": sorted(thread.name for thread in threading.enumerate()),
+        "classes": [
+            dict(vars(cls))
+            for cls in (
+                httpx.ASGITransport,
+                httpx2.ASGITransport,
+                testclient.TestClient,
+                testclient._TestClientTransport,
+                socket.socket,
+            )
+        ],
+        "functions": (time.sleep, os.read, os.write),
+    }
+
+
+def test_nothing_of_loopwatch_outlives_the_session_or_runs_before_watching(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import threading
+
+        import httpx
+        import pytest
+
+        import app as app_module
+
+        def watchdog_running():
+            return any(t.name == "loopwatch-watchdog" for t in threading.enumerate())
+
+        def test_unwatched_first(test_client):
+            test_client.get("/fast")
+            assert not watchdog_running()
+
+        @pytest.mark.loopwatch(strict=True)
+        def test_watched(test_client):
+            test_client.get("/fast")
+            assert watchdog_running()
+
+        @pytest.mark.asyncio(loop_scope="module")
+        @pytest.mark.loopwatch
+        async def test_watched_on_a_shared_loop():
+            transport = httpx.ASGITransport(app=app_module.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await client.get("/fast")
+            assert asyncio.get_running_loop().get_task_factory() is not None
+
+        @pytest.mark.asyncio(loop_scope="module")
+        async def test_the_shared_loop_is_left_as_it_was():
+            assert asyncio.get_running_loop().get_task_factory() is None
+        """
+    )
+    before = patchable_state()
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    assert patchable_state() == before
