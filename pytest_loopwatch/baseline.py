@@ -1,7 +1,7 @@
 """Stalls already known: once recorded in a baseline file they no longer fail; new ones do.
 
-A stall is known by its test, its route and its blocking line, never by its duration,
-which varies from run to run.
+A stall is known by its test, its route and the function of its blocking line, never by
+its duration, which varies from run to run.
 """
 
 from __future__ import annotations
@@ -16,17 +16,22 @@ from .records import Stall
 from .report import display_path
 
 BaselineKey: TypeAlias = tuple[str, str | None, str]
-"""(test node id, route, blocking location as `file:line`, followed by the called
-function for strict mode's blocking calls: `file:line time.sleep`)."""
+"""(test node id, route, blocking location as `file in function`, followed by the called
+function for strict mode's blocking calls: `file in function: time.sleep`).
+
+The function, not the line: a CPU-bound loop is sampled on any of its lines from run to
+run, and a known stall must stay known."""
 
 _VERSION = 1
 
 
 def stall_key(test: str, stall: Stall, base: str) -> BaselineKey:
     location = stall.location
-    where = "?" if location is None else f"{display_path(location.file, base)}:{location.line}"
+    where = (
+        "?" if location is None else f"{display_path(location.file, base)} in {location.function}"
+    )
     if stall.call is not None:
-        where += " " + stall.call.partition("(")[0]
+        where += ": " + stall.call.partition("(")[0]
     return (test, stall.route or stall.request.path, where)
 
 

@@ -44,6 +44,7 @@ MODE = pytest.StashKey[str]()
 BASELINE = pytest.StashKey[set[BaselineKey]]()
 ANY_WATCHED = pytest.StashKey[bool]()
 ALLOWED = pytest.StashKey[tuple[str, ...]]()
+RUNNING_TEST = pytest.StashKey[str]()
 OUTER_HANG = pytest.StashKey[tuple[float | None, Callable[[str], None] | None]]()
 WORKER_OUTPUT_KEY = "loopwatch_stalls"
 
@@ -186,9 +187,10 @@ def _show_hang(config: pytest.Config, description: str) -> None:
     """Print a hang on the terminal now, past pytest's capture: the test may never end."""
     capture = config.pluginmanager.getplugin("capturemanager")
     writer = config.get_terminal_writer()
+    test = config.stash.get(RUNNING_TEST, "")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         writer.line()
-        writer.sep("!", "loopwatch: hang")
+        writer.sep("!", f"loopwatch: hang in {test}" if test else "loopwatch: hang")
         writer.line(description)
         writer.flush()
 
@@ -264,6 +266,7 @@ def _begin(item: pytest.Item) -> None:
     allowed = item.config.stash[ALLOWED]
     watch = Watch(settings.threshold, strict=settings.strict, allowed=allowed)
     item.stash[TEST_WATCH] = watch
+    item.config.stash[RUNNING_TEST] = item.nodeid
     if not settings.enabled:
         return
     item.config.stash[ANY_WATCHED] = True

@@ -132,12 +132,9 @@ def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any
 def finish_stretch(thread: int, stretch: Stretch) -> None:
     """Hand the stretch on if it was long, less what the collector and the machine took."""
     duration = clock() - stretch[0] - (collector_time - stretch[3])
-    look = None
-    if looks:
-        look = looks.pop(thread, None)
-        # What the watchdog saw of an earlier stretch is stale.
-        if look is not None and look.stretch is not stretch:
-            look = None
+    look = looks.get(thread) if looks else None
+    if look is not None and look.stretch is not stretch:
+        look = None  # what the watchdog saw of an earlier stretch
     try:
         if duration > _limit and look is not None:
             duration -= look.time_kept_from_cpu()
@@ -145,8 +142,11 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
             stretch[1](stretch[2], duration, look.samples if look is not None else None)
     finally:
         # Only now: whoever waits for the running stretches to end (a test ending while a
-        # live server's handler finishes) then finds the stall recorded.
+        # live server's handler finishes) then finds the stall recorded; and the watchdog,
+        # finding the look, does not take the stretch for a new one meanwhile.
         running_stretches.pop(thread, None)
+        if looks:
+            looks.pop(thread, None)
 
 
 def wait_for_other_threads(timeout: float) -> None:

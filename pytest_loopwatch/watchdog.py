@@ -14,10 +14,12 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
+from . import stretches
 from .contention import read_cpu_times
 from .stretches import STRETCH_CODE, Look, SampledStack, clock, looks, running_stretches
 
 _MAX_DEPTH = 256
+_TIMER_FILE = stretches.__file__
 
 
 def sample_stack(frame: FrameType | None) -> SampledStack:
@@ -108,10 +110,12 @@ class Watchdog:
             if now - stretch[0] >= look_after:
                 frame = sys._current_frames().get(thread)
                 stack = sample_stack(frame)
+                if stack and stack[0][0] == _TIMER_FILE:
+                    continue  # the stretch is over, and its timer is reporting it
                 if running_stretches.get(thread) is stretch:
                     look.samples[stack] += 1
                     if self._hangs(look, now) and self.on_hang is not None:
-                        self.on_hang(_describe_hang(now - stretch[0], thread, frame))
+                        self.on_hang(_describe_hang(now - stretch[0], frame))
             if first_sight:
                 # Counted at first sight, not only once the stretch is old: the machine's
                 # share of it is known only from here on. Last, because reading releases
@@ -126,12 +130,21 @@ class Watchdog:
         return True
 
 
-def _describe_hang(seconds: float, thread: int, frame: FrameType | None) -> str:
+def _describe_hang(seconds: float, frame: FrameType | None) -> str:
+    """Where app code is now, from its coroutine inwards, as a traceback reads."""
+    frames = []
+    while frame is not None and frame.f_code is not STRETCH_CODE:
+        frames.append(
+            traceback.FrameSummary(
+                frame.f_code.co_filename, frame.f_lineno or 0, frame.f_code.co_qualname
+            )
+        )
+        frame = frame.f_back
     lines = [
-        f"loopwatch: app code has held the event loop for {seconds:.1f} s and still does "
-        f"(thread {thread}); where it is now, most recent call last:"
+        f"loopwatch: app code has held the event loop for {seconds:.1f} s and still does; "
+        "where it is now, most recent call last:"
     ]
-    lines.extend(line.rstrip("\n") for line in traceback.format_stack(frame))
+    lines.extend(line.rstrip("\n") for line in traceback.format_list(frames[::-1]))
     return "\n".join(lines)
 
 

@@ -216,6 +216,9 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     # sessions should read the same everywhere.
     for variable in ("CI", "BUILD_NUMBER"):
         monkeypatch.delenv(variable, raising=False)
+    # pytest-randomly (installed for the coexistence tests) would reorder the inner
+    # sessions' tests; the one test that wants it takes this away.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
     if HTTPX != "httpx":
         makepyfile = pytester.makepyfile
 

@@ -199,7 +199,7 @@ def test_sleep_once(test_client):
             "*_ test_new_blocking _*",
             "  GET /json  route /json",
             "loopwatch baseline: 2 known stalls did not fail, 1 stale entries",
-            "  stale: *::test_sleep_once /sleep at app.py:*",
+            "  stale: *::test_sleep_once /sleep at app.py in sleep",
             "FAILED *::test_new_blocking*",
         ]
     )
