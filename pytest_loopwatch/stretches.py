@@ -65,8 +65,8 @@ class Look:
     hang_shown: bool = False
     """Whether the watchdog has shown this stretch as a hang."""
     counted_from: tuple[float, CpuTimes | None] | None = None
-    """When the watchdog first saw the stretch, and the OS's CPU counts then: from these,
-    the machine's share of the rest of the stretch."""
+    """When the watchdog first sampled the stretch, and the OS's CPU counts then: from
+    these, the machine's share of the rest of the stretch."""
 
     def time_kept_from_cpu(self) -> float:
         """Seconds of the stretch since the first look that the machine, not the app, took."""

@@ -102,24 +102,25 @@ class Watchdog:
     def _sample_long_stretches(self, look_after: float) -> None:
         now = clock()
         for thread, stretch in list(running_stretches.items()):
+            if now - stretch[0] < look_after:
+                continue
             look = looks.get(thread)
-            first_sight = look is None or look.stretch is not stretch
-            if look is None or first_sight:
+            if look is None or look.stretch is not stretch:
                 look = Look(stretch, threading.get_native_id())
                 looks[thread] = look
-            if now - stretch[0] >= look_after:
-                frame = sys._current_frames().get(thread)
-                stack = sample_stack(frame)
-                if stack and stack[0][0] == _TIMER_FILE:
-                    continue  # the stretch is over, and its timer is reporting it
-                if running_stretches.get(thread) is stretch:
-                    look.samples[stack] += 1
-                    if self._hangs(look, now) and self.on_hang is not None:
-                        self.on_hang(_describe_hang(now - stretch[0], frame))
-            if first_sight:
-                # Counted at first sight, not only once the stretch is old: the machine's
-                # share of it is known only from here on. Last, because reading releases
-                # the GIL and a loop thread that held it can finish its stretch meanwhile.
+            frame = sys._current_frames().get(thread)
+            stack = sample_stack(frame)
+            if stack and stack[0][0] == _TIMER_FILE:
+                continue  # the stretch is over, and its timer is reporting it
+            if running_stretches.get(thread) is not stretch:
+                continue
+            look.samples[stack] += 1
+            if self._hangs(look, now) and self.on_hang is not None:
+                self.on_hang(_describe_hang(now - stretch[0], frame))
+            if look.counted_from is None:
+                # The machine's share of the stretch is known from here on. After the
+                # sample, never before: reading releases the GIL, and a loop thread that
+                # held it in a C call (json.loads) would end its stretch meanwhile, unseen.
                 look.counted_from = (clock(), read_cpu_times())
 
     def _hangs(self, look: Look, now: float) -> bool:

@@ -45,8 +45,9 @@ APP = textwrap.dedent(
 
 
     def spin():
-        deadline = time.perf_counter() + STALL
-        while time.perf_counter() < deadline:  # CPU
+        # STALL seconds of this thread's CPU, however busy the machine is.
+        deadline = time.thread_time() + STALL
+        while time.thread_time() < deadline:  # CPU
             pass
 
 
@@ -217,8 +218,9 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     for variable in ("CI", "BUILD_NUMBER"):
         monkeypatch.delenv(variable, raising=False)
     # pytest-randomly (installed for the coexistence tests) would reorder the inner
-    # sessions' tests; the one test that wants it takes this away.
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    # sessions' tests, and pytest-rerunfailures leaves a server thread behind each session
+    # under xdist; the tests that want them take this away.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly -p no:rerunfailures")
     if HTTPX != "httpx":
         makepyfile = pytester.makepyfile
 

@@ -84,8 +84,9 @@ def test_pytest_randomly_order_changes_nothing(
 
 
 def test_pytest_rerunfailures_reruns_watched_and_a_fixed_rerun_passes(
-    pytester: pytest.Pytester, app_files: Path
+    pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")  # rerunfailures on
     pytester.makepyfile(
         """
         import pytest

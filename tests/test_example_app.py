@@ -40,7 +40,7 @@ def test_each_report_names_request_route_endpoint_and_blocking_line(demo: pytest
         "    time.sleep(SLOW_API_SECONDS)  # a sync client in an async endpoint: the loop waits too"
     )
     calculate = line_of("async def calculate_blocking(calculation: Calculation) -> dict[str, int]:")
-    spin = line_of("    while time.perf_counter() < deadline:")
+    spin = line_of("    while time.thread_time() < deadline:")
     weather_report = [
         "  GET /weather-blocking/berlin  route /weather-blocking/{city}",
         f"  endpoint example_app.main.get_weather_blocking (*example_app/main.py:{weather - 1})",
@@ -60,8 +60,8 @@ def test_each_reported_stall_is_within_five_percent_of_the_true_duration(
     true_milliseconds = 300  # SLOW_API_SECONDS and CPU_SECONDS in example_app/main.py
     reported = [int(m) for m in re.findall(r"^  blocked (\d+) ms at", demo.stdout.str(), re.M)]
     assert len(reported) == 4
-    # Below 300 only when another process took the CPU from the spin, which stops at a
-    # wall-clock deadline: that time is the machine's, not the app's.
+    # Within 5%: on a busy machine, the part of a stretch before the watchdog's first look
+    # keeps the time the machine took from it.
     assert all(true_milliseconds * 0.95 <= ms <= true_milliseconds * 1.05 for ms in reported), (
         reported
     )

@@ -60,7 +60,7 @@ def test_stalls_are_measured_while_a_test_patches_the_clocks(
     result.assert_outcomes(passed=1, failed=1)
     durations = [int(line.split()[1]) for line in result.outlines if line.startswith("  blocked ")]
     assert len(durations) == 1
-    assert STALL * 1000 <= durations[0] <= STALL * 1000 * 1.5, durations
+    assert STALL * 1000 * 0.95 <= durations[0] <= STALL * 1000 * 1.5, durations
 
 
 @pytest.mark.parametrize("client", ["test_client", "async_client"])
@@ -191,7 +191,6 @@ def test_nothing_of_loopwatch_outlives_the_session_or_runs_before_watching(
         """
     )
     before = patchable_state()
-    # pytest-rerunfailures leaves a server thread of its own behind each session.
-    result = pytester.runpytest("-p", "no:randomly", "-p", "no:rerunfailures")
+    result = pytester.runpytest()
     result.assert_outcomes(passed=4)
     assert patchable_state() == before
