@@ -242,3 +242,14 @@ def test_the_cpu_counts_of_a_running_thread_grow_as_it_runs() -> None:
     assert after is not None
     me = threading.get_native_id()
     assert after.threads[me][0] - before.threads[me][0] > 0.02e9
+
+
+def test_a_stretch_spent_starting_a_thread_is_told_from_one_that_blocks() -> None:
+    from pytest_loopwatch.stretches import _starting_a_thread
+
+    start = (threading.__file__, 999, "Thread.start")
+    wait = (threading.__file__, 327, "Condition.wait")
+    user = ("/app/main.py", 12, "handler")
+    assert _starting_a_thread((user, start, wait))
+    assert not _starting_a_thread((user, wait))
+    assert not _starting_a_thread((("/app/main.py", 3, "Thread.start"), wait))

@@ -54,14 +54,15 @@ def test_each_report_names_request_route_endpoint_and_blocking_line(demo: pytest
     demo.stdout.fnmatch_lines(weather_report + calculate_report + weather_report + calculate_report)
 
 
-def test_each_reported_stall_is_within_five_percent_of_the_true_duration(
+def test_each_reported_stall_is_the_true_duration_within_half_the_threshold(
     demo: pytest.RunResult,
 ) -> None:
     true_milliseconds = 300  # SLOW_API_SECONDS and CPU_SECONDS in example_app/main.py
     reported = [int(m) for m in re.findall(r"^  blocked (\d+) ms at", demo.stdout.str(), re.M)]
     assert len(reported) == 4
-    # Within 5%: on a busy machine, the part of a stretch before the watchdog's first look
-    # keeps the time the machine took from it.
-    assert all(true_milliseconds * 0.95 <= ms <= true_milliseconds * 1.05 for ms in reported), (
+    # On an idle machine 300-302 ms. On a busy one, the part of a stretch before the
+    # watchdog's first sample (at most half the 100 ms threshold) keeps the time the
+    # machine took from it.
+    assert all(true_milliseconds * 0.95 <= ms <= true_milliseconds + 50 for ms in reported), (
         reported
     )
