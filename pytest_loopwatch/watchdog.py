@@ -108,15 +108,14 @@ class Watchdog:
             if look is None or look.stretch is not stretch:
                 look = Look(stretch, threading.get_native_id())
                 looks[thread] = look
-            frame = sys._current_frames().get(thread)
-            stack = sample_stack(frame)
+            stack = sample_stack(sys._current_frames().get(thread))
             if stack and stack[0][0] == _TIMER_FILE:
                 continue  # the stretch is over, and its timer is reporting it
             if running_stretches.get(thread) is not stretch:
                 continue
             look.samples[stack] += 1
             if self._hangs(look, now) and self.on_hang is not None:
-                self.on_hang(_describe_hang(now - stretch[0], frame))
+                self.on_hang(_describe_hang(now - stretch[0], stack))
             if look.counted_from is None:
                 # The machine's share of the stretch is known from here on. After the
                 # sample, never before: reading releases the GIL, and a loop thread that
@@ -131,21 +130,14 @@ class Watchdog:
         return True
 
 
-def _describe_hang(seconds: float, frame: FrameType | None) -> str:
+def _describe_hang(seconds: float, stack: SampledStack) -> str:
     """Where app code is now, from its coroutine inwards, as a traceback reads."""
-    frames = []
-    while frame is not None and frame.f_code is not STRETCH_CODE:
-        frames.append(
-            traceback.FrameSummary(
-                frame.f_code.co_filename, frame.f_lineno or 0, frame.f_code.co_qualname
-            )
-        )
-        frame = frame.f_back
     lines = [
         f"loopwatch: app code has held the event loop for {seconds:.1f} s and still does; "
         "where it is now, most recent call last:"
     ]
-    lines.extend(line.rstrip("\n") for line in traceback.format_list(frames[::-1]))
+    frames = [traceback.FrameSummary(file, line, function) for file, line, function in stack]
+    lines.extend(line.rstrip("\n") for line in traceback.format_list(frames))
     return "\n".join(lines)
 
 
