@@ -2,19 +2,18 @@
 
 On a busy CI machine a stretch of app code can take long without the app blocking
 anything: the loop thread was ready to run but the OS gave its core to another process,
-or the loop thread waited a moment for another thread of this process (one holding the
-GIL, or a worker thread being started) that was itself waiting for a core, or the
-hypervisor took the virtual CPU away (steal time). Linux counts each of these:
+or the hypervisor took the virtual CPU away while the loop thread ran (steal time).
+Linux counts both:
 
 - `/proc/self/task/<tid>/schedstat`: nanoseconds each thread ran, and waited while ready
   to run, since it started;
-- `/proc/stat`: ticks the hypervisor stole from every CPU, since boot.
+- `/proc/stat`: ticks the hypervisor stole from the CPUs, since boot.
 
-The loop thread's own wait is all the machine's. What it spent off the CPU by itself,
-neither running nor ready to run, was either the app blocking (a `sleep`, a socket, a
-lock held by its own worker) or a wait on a thread that was kept from running; only the
-other threads' waits and the stolen time can be the machine's share of it. Elsewhere,
-nothing is read and nothing is taken off.
+The loop thread's own wait is all the machine's. Of the time it spent off the CPU by
+itself, neither running nor ready to run, only the steal while it was running can be:
+the rest is the app waiting (a `sleep`, a socket, a child process), however busy the
+machine or the app's other threads were meanwhile. Elsewhere, nothing is read and nothing
+is taken off.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ class CpuTimes:
     threads: dict[int, tuple[int, int]]
     """Native thread id -> (nanoseconds run, nanoseconds ready to run but waiting)."""
     stolen: float
-    """Seconds the hypervisor has stolen from all CPUs since boot."""
+    """Seconds the hypervisor has stolen from one CPU, on average, since boot."""
 
 
 def read_cpu_times() -> CpuTimes | None:
@@ -58,29 +57,30 @@ def read_cpu_times() -> CpuTimes | None:
 def _stolen_seconds() -> float:
     try:
         with open("/proc/stat", "rb") as stat:
-            fields = stat.readline().split()
-        # cpu user nice system idle iowait irq softirq steal ...
-        return int(fields[8]) * _TICK_SECONDS
+            lines = stat.read().splitlines()
+        # cpu user nice system idle iowait irq softirq steal ..., for all CPUs, then one
+        # line per CPU: in a container, the host's, which may be many more than ours.
+        cpus = sum(1 for line in lines if line.startswith(b"cpu")) - 1
+        return int(lines[0].split()[8]) * _TICK_SECONDS / max(cpus, 1)
     except (OSError, IndexError, ValueError):
         return 0.0
 
 
-def time_kept_from_cpu(
-    before: CpuTimes, after: CpuTimes, seconds: float, loop_thread: int, ignored: int | None
-) -> float:
-    """Seconds of the `seconds` between two readings that the loop thread lost to the machine.
+_MOST_STOLEN = 0.9
+"""The largest share of a CPU taken as stolen, so that a bad reading cannot erase a stall."""
 
-    `ignored`: a thread of ours that never holds up the loop (the watchdog, which wakes
-    often and so is often ready to run).
-    """
+
+def time_kept_from_cpu(
+    before: CpuTimes, after: CpuTimes, seconds: float, loop_thread: int
+) -> float:
+    """Seconds of the `seconds` between two readings that the loop thread lost to the machine."""
     ran_before, waited_before = before.threads.get(loop_thread, (0, 0))
     ran_after, waited_after = after.threads.get(loop_thread, (ran_before, waited_before))
+    ran = (ran_after - ran_before) / 1e9
     waited = (waited_after - waited_before) / 1e9
-    off_cpu = max(0.0, seconds - (ran_after - ran_before) / 1e9 - waited)
-    others_waited = 0
-    for thread, (_, thread_waited) in after.threads.items():
-        if thread not in (loop_thread, ignored):
-            # A thread born since the first reading has waited only since then.
-            others_waited += thread_waited - before.threads.get(thread, (0, 0))[1]
-    machine_share_of_off_cpu = others_waited / 1e9 + max(0.0, after.stolen - before.stolen)
-    return min(seconds, waited + min(off_cpu, machine_share_of_off_cpu))
+    off_cpu = max(0.0, seconds - ran - waited)
+    # The kernel does not count stolen time as running; of the time the loop thread meant
+    # to run, the CPU's stolen share went missing: ran = (1 - share) * meant to run.
+    share = min(_MOST_STOLEN, max(0.0, after.stolen - before.stolen) / seconds) if seconds else 0.0
+    stolen_while_running = ran * share / (1 - share)
+    return min(seconds, waited + min(off_cpu, stolen_while_running))

@@ -59,7 +59,6 @@ class Look:
     """What the watchdog saw of one running stretch."""
 
     stretch: Stretch
-    watchdog_thread: int
     samples: Counter[SampledStack] = field(default_factory=Counter)
     """How often each stack was seen."""
     hang_shown: bool = False
@@ -77,9 +76,7 @@ class Look:
             now = read_cpu_times()
             if now is None:
                 return 0.0
-            return time_kept_from_cpu(
-                cpu_times, now, clock() - since, threading.get_native_id(), self.watchdog_thread
-            )
+            return time_kept_from_cpu(cpu_times, now, clock() - since, threading.get_native_id())
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
             errors.append(f"reading CPU times: {error!r}")
             return 0.0

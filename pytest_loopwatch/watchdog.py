@@ -106,7 +106,7 @@ class Watchdog:
                 continue
             look = looks.get(thread)
             if look is None or look.stretch is not stretch:
-                look = Look(stretch, threading.get_native_id())
+                look = Look(stretch)
                 looks[thread] = look
             stack = sample_stack(sys._current_frames().get(thread))
             if stack and stack[0][0] == _TIMER_FILE:
