@@ -245,58 +245,45 @@ class StrictMode:
 
     def _wrap_unannounced_calls(self) -> None:
         for name in _SOCKET_METHODS:
-            self._wrap_socket_method(name)
+            self._wrap(socket.socket, name, f"socket.{name}", _in_blocking_mode, _peer)
         for name in ("read", "write"):
-            self._wrap_os_function(name)
+            self._wrap(os, name, f"os.{name}", _blocks, _first_arguments(1))
         if sys.version_info < (3, 13):
-            self._wrap_sleep()  # announced as the audit event time.sleep from 3.13 on
+            # Announced as the audit event time.sleep from 3.13 on.
+            self._wrap(time, "sleep", "time.sleep", _always, _first_arguments(1))
 
-    def _wrap_sleep(self) -> None:
-        original = time.sleep
+    def _wrap(
+        self,
+        owner: Any,
+        name: str,
+        event: str,
+        blocks: Callable[[Any], bool],
+        describe: Callable[[str, tuple[Any, ...]], str],
+    ) -> None:
+        """Notice calls of `owner.name` whose first argument `blocks`, until `stop`."""
+        own = name in vars(owner)
+        original = getattr(owner, name)
         notice = self._notice
-        describe = _first_arguments(1)
 
-        def sleep(seconds: float) -> None:
-            if get_ident() in running_stretches:
-                notice("time.sleep", (seconds,), describe)
-            original(seconds)
-
-        time.sleep = sleep  # type: ignore[assignment]
-        self._restore.append(lambda: setattr(time, "sleep", original))
-
-    def _wrap_socket_method(self, name: str) -> None:
-        own = name in vars(socket.socket)
-        original = getattr(socket.socket, name)
-        notice = self._notice
-        event = f"socket.{name}"
-        describe = _peer
-
-        def watched(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
-            if get_ident() in running_stretches and self.gettimeout() != 0.0:
-                notice(event, (self,), describe)
-            return original(self, *args, **kwargs)
+        def watched(first: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if get_ident() in running_stretches and blocks(first):
+                notice(event, (first,), describe)
+            return original(first, *args, **kwargs)
 
         watched.__name__ = watched.__qualname__ = name
-        setattr(socket.socket, name, watched)
-        if own:
-            self._restore.append(lambda: setattr(socket.socket, name, original))
-        else:
-            self._restore.append(lambda: delattr(socket.socket, name))
+        setattr(owner, name, watched)
+        # A method inherited from a base class is shadowed, not replaced: undone by deleting.
+        self._restore.append(
+            (lambda: setattr(owner, name, original)) if own else (lambda: delattr(owner, name))
+        )
 
-    def _wrap_os_function(self, name: str) -> None:
-        original = getattr(os, name)
-        notice = self._notice
-        event = f"os.{name}"
-        describe = _first_arguments(1)
 
-        def watched(fd: int, *args: Any) -> Any:
-            if get_ident() in running_stretches and _blocks(fd):
-                notice(event, (fd,), describe)
-            return original(fd, *args)
+def _always(_: Any) -> bool:
+    return True
 
-        watched.__name__ = watched.__qualname__ = name
-        setattr(os, name, watched)
-        self._restore.append(lambda: setattr(os, name, original))
+
+def _in_blocking_mode(sock: socket.socket) -> bool:
+    return sock.gettimeout() != 0.0
 
 
 def _blocks(fd: int) -> bool:
