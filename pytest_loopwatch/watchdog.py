@@ -53,11 +53,12 @@ class Watchdog:
     def watch(self, threshold: float) -> None:
         """Look at stretches longer than a quarter of `threshold`; start the thread if needed."""
         with self._changed:
-            # Looking at stretches older than a quarter of the threshold, every quarter
-            # of it, puts the first sample within half the threshold, before the
-            # stretch becomes a stall; each look costs the loop thread a GIL hand-off.
+            # Looking at stretches older than a quarter of the threshold, every eighth of
+            # it, puts the first sample within 3/8 of the threshold plus a switch interval
+            # (a CPU-bound loop thread lets go of the GIL only then): before the stretch
+            # becomes a stall. Each look costs the loop thread a GIL hand-off.
             self._look_after = threshold / 4
-            self._interval = max(threshold / 4, 0.001)
+            self._interval = max(threshold / 8, 0.001)
             self._changed.notify()
         if self._thread is None:
             self._stopping = False
