@@ -7,12 +7,13 @@ import gc
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
 from pytest_loopwatch import Frame, LoopwatchMiddleware, Request, Stall, Watch, wrap
+from pytest_loopwatch.asgi import ASGIApp
 from pytest_loopwatch.contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 from pytest_loopwatch.durations import InvalidDuration, format_duration, parse_duration
 from pytest_loopwatch.findings import Finding
@@ -41,6 +42,18 @@ def test_durations_are_shown_in_milliseconds() -> None:
     assert [format_duration(s) for s in (1.0023, 0.1, 0.0052)] == ["1002 ms", "100 ms", "5.2 ms"]
 
 
+async def serve(app: ASGIApp, scope: dict[str, Any]) -> None:
+    """Call the app as a server would; these apps neither receive nor send."""
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        pass
+
+    await app(scope, receive, send)
+
+
 @pytest.fixture
 def watch() -> Iterator[Watch]:
     watch = Watch(threshold=0.05)
@@ -57,7 +70,7 @@ async def blocking_app(scope: Any, receive: Any, send: Any) -> None:
 
 
 def test_only_the_stretch_between_awaits_is_timed(watch: Watch) -> None:
-    asyncio.run(wrap(blocking_app)({"type": "http", "method": "GET", "path": "/x"}, None, None))
+    asyncio.run(serve(wrap(blocking_app), {"type": "http", "method": "GET", "path": "/x"}))
     (stall,) = watch.stalls
     assert 0.1 <= stall.duration < 0.15
     assert stall.location is not None
@@ -73,7 +86,7 @@ def test_trio_runs_the_same_engine(watch: Watch) -> None:
         await trio.sleep(0)
         time.sleep(0.1)
 
-    trio.run(wrap(trio_app), {"type": "http", "method": "GET", "path": "/trio"}, None, None)
+    trio.run(serve, wrap(trio_app), {"type": "http", "method": "GET", "path": "/trio"})
     (stall,) = watch.stalls
     assert stall.request.path == "/trio"
     assert stall.location is not None
@@ -82,7 +95,7 @@ def test_trio_runs_the_same_engine(watch: Watch) -> None:
 
 def test_uvloop_runs_the_same_engine(watch: Watch) -> None:
     uvloop = pytest.importorskip("uvloop")
-    uvloop.run(wrap(blocking_app)({"type": "http", "method": "GET", "path": "/uv"}, None, None))
+    uvloop.run(serve(wrap(blocking_app), {"type": "http", "method": "GET", "path": "/uv"}))
     (stall,) = watch.stalls
     assert stall.location is not None
     assert stall.location.code == "time.sleep(0.1)"
@@ -94,10 +107,10 @@ def test_exceptions_and_cancellation_pass_through_untouched(watch: Watch) -> Non
         raise KeyError("from the app")
 
     with pytest.raises(KeyError, match="from the app"):
-        asyncio.run(wrap(failing_app)({"type": "http"}, None, None))
+        asyncio.run(serve(wrap(failing_app), {"type": "http"}))
 
     async def cancel_it() -> None:
-        task = asyncio.ensure_future(wrap(blocking_app)({"type": "http"}, None, None))
+        task = asyncio.ensure_future(serve(wrap(blocking_app), {"type": "http"}))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -111,7 +124,7 @@ def test_without_an_active_watch_the_app_runs_untimed() -> None:
         time.sleep(0.06)
 
     watch = Watch(threshold=0.05)
-    asyncio.run(wrap(app)({"type": "http"}, None, None))
+    asyncio.run(serve(wrap(app), {"type": "http"}))
     assert watch.stalls == ()
 
 
@@ -121,7 +134,7 @@ def test_a_watched_app_inside_a_watched_app_is_timed_once(watch: Watch) -> None:
     async def outer(scope: Any, receive: Any, send: Any) -> None:
         await inner(scope, receive, send)
 
-    asyncio.run(wrap(outer)({"type": "http"}, None, None))
+    asyncio.run(serve(wrap(outer), {"type": "http"}))
     assert len(watch.stalls) == 1
 
 
@@ -158,7 +171,7 @@ def test_time_the_garbage_collector_takes_is_not_the_apps(watch: Watch) -> None:
         collected_for.append(time.perf_counter() - collecting)
 
     collected_for: list[float] = []
-    asyncio.run(wrap(app)({"type": "http"}, None, None))
+    asyncio.run(serve(wrap(app), {"type": "http"}))
     (stall,) = watch.stalls
     assert collected_for[0] > 0.01, "too little garbage to tell the collector's time apart"
     assert stall.duration < 0.06 + collected_for[0] / 2
