@@ -74,8 +74,11 @@ def time_kept_from_cpu(
     before: CpuTimes, after: CpuTimes, seconds: float, loop_thread: int
 ) -> float:
     """Seconds of the `seconds` between two readings that the loop thread lost to the machine."""
-    ran_before, waited_before = before.threads.get(loop_thread, (0, 0))
-    ran_after, waited_after = after.threads.get(loop_thread, (ran_before, waited_before))
+    if loop_thread not in before.threads or loop_thread not in after.threads:
+        # A reading that missed the loop thread would make its whole life the stretch's.
+        return 0.0
+    ran_before, waited_before = before.threads[loop_thread]
+    ran_after, waited_after = after.threads[loop_thread]
     ran = (ran_after - ran_before) / 1e9
     waited = (waited_after - waited_before) / 1e9
     off_cpu = max(0.0, seconds - ran - waited)

@@ -42,8 +42,8 @@ class LongStretchHandler(Protocol):
     ) -> None: ...
 
 
-Stretch: TypeAlias = tuple[float, LongStretchHandler, Any, float]
-"""A running stretch: (start, its handler, its context, collector time at start).
+Stretch: TypeAlias = tuple[float, LongStretchHandler, Any]
+"""A running stretch: (start, its handler, its context).
 
 Compared by identity.
 
@@ -93,20 +93,26 @@ _limit = float("inf")
 timing = False
 """Whether long stretches are reported at all; a plain global, read on every request."""
 
-collector_time = 0.0
-"""Seconds the garbage collector has run, in any thread, while timing was on."""
+collected_in_stretch: dict[int, float] = {}
+"""Thread id -> seconds the garbage collector ran on that thread during its running stretch."""
 _collection_started = 0.0
 
 
 def _on_collection(phase: str, info: dict[str, int]) -> None:
-    # A collection stops every thread, whichever triggered it; a stretch it interrupts
-    # did not hold the loop for that long. (Seen: 180 ms in a fast request under
-    # PYTHONDEVMODE, collecting the garbage of a thousand earlier requests.)
-    global collector_time, _collection_started
+    # A collection the loop thread runs inside a stretch is not the app holding the loop
+    # (seen: 180 ms in a fast request under PYTHONDEVMODE, collecting the garbage of a
+    # thousand earlier requests). One that another thread runs is left to the stretch: the
+    # loop thread may have slept through it in the app's `time.sleep` (the watchdog's own
+    # collection during a 300 ms sleep would otherwise take the stall away). Callbacks run
+    # on the collecting thread, one collection at a time.
+    global _collection_started
     if phase == "start":
         _collection_started = clock()
-    else:
-        collector_time += clock() - _collection_started
+        return
+    thread = threading.get_ident()
+    if thread in running_stretches:
+        collected = clock() - _collection_started
+        collected_in_stretch[thread] = collected_in_stretch.get(thread, 0.0) + collected
 
 
 def report_stretches_longer_than(seconds: float | None) -> None:
@@ -121,14 +127,16 @@ def report_stretches_longer_than(seconds: float | None) -> None:
 
 
 def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any) -> Stretch:
-    stretch = (clock(), on_long_stretch, context, collector_time)
+    stretch = (clock(), on_long_stretch, context)
     running_stretches[thread] = stretch
     return stretch
 
 
 def finish_stretch(thread: int, stretch: Stretch) -> None:
     """Hand the stretch on if it was long, less what the collector and the machine took."""
-    duration = clock() - stretch[0] - (collector_time - stretch[3])
+    duration = clock() - stretch[0]
+    if collected_in_stretch:
+        duration -= collected_in_stretch.get(thread, 0.0)
     look = looks.get(thread) if looks else None
     if look is not None and look.stretch is not stretch:
         look = None  # what the watchdog saw of an earlier stretch
@@ -146,6 +154,8 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
         running_stretches.pop(thread, None)
         if looks:
             looks.pop(thread, None)
+        if collected_in_stretch:
+            collected_in_stretch.pop(thread, None)
 
 
 _THREADING_FILE = threading.__file__
@@ -188,7 +198,7 @@ def timed(
     while True:
         stretch = None
         if thread not in running_stretches:
-            stretch = (clock(), on_long_stretch, context, collector_time)
+            stretch = (clock(), on_long_stretch, context)
             running_stretches[thread] = stretch
         try:
             yielded = steps.send(value) if error is None else steps.throw(error)

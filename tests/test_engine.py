@@ -177,6 +177,31 @@ def test_time_the_garbage_collector_takes_is_not_the_apps(watch: Watch) -> None:
     assert stall.duration < 0.06 + collected_for[0] / 2
 
 
+def test_a_collection_on_another_thread_is_still_the_apps_stall(watch: Watch) -> None:
+    """The loop thread sleeping in the app while another thread collects was blocked by the
+    app all the same: the collection cannot shorten the stall."""
+
+    def slow_collection(phase: str, info: dict[str, int]) -> None:
+        # Runs after loopwatch's own callback noted the start: the collection lasts 0.1 s.
+        if phase == "start" and threading.current_thread() is collector:
+            time.sleep(0.1)
+
+    collector = threading.Thread(target=gc.collect, args=(0,))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        collector.start()
+        time.sleep(0.12)
+        collector.join()
+
+    gc.callbacks.append(slow_collection)
+    try:
+        asyncio.run(serve(wrap(app), {"type": "http"}))
+    finally:
+        gc.callbacks.remove(slow_collection)
+    (stall,) = watch.stalls
+    assert stall.duration >= 0.11
+
+
 def test_the_summary_puts_the_worst_stall_first() -> None:
     def finding(test: str, route: str, duration: float, line: int) -> Finding:
         location = Frame("/app.py", line, "handler", "block()", True)
@@ -240,6 +265,13 @@ def test_a_wild_steal_reading_never_takes_more_than_the_stretch_was_off_the_cpu(
     before = cpu_times(stolen=5.0, t1=(0.0, 0.0))
     after = cpu_times(stolen=50.0, t1=(0.25, 0.0))
     assert time_kept_from_cpu(before, after, 0.3, 1) == pytest.approx(0.05)
+
+
+def test_a_reading_that_missed_the_loop_thread_takes_nothing_off() -> None:
+    other_thread_only = cpu_times(stolen=5.0, t2=(0.0, 0.0))
+    with_loop_thread = cpu_times(stolen=5.1, t1=(90.0, 30.0), t2=(0.1, 0.0))
+    assert time_kept_from_cpu(other_thread_only, with_loop_thread, 0.3, 1) == 0.0
+    assert time_kept_from_cpu(with_loop_thread, other_thread_only, 0.3, 1) == 0.0
 
 
 @pytest.mark.skipif(read_cpu_times() is None, reason="the OS keeps no per-thread CPU counts")
