@@ -155,6 +155,8 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
         if looks:
             looks.pop(thread, None)
         if collected_in_stretch:
+            # Dropped only once the stretch is gone: a collection while the handler records
+            # the stall would otherwise be taken off this thread's next stretch.
             collected_in_stretch.pop(thread, None)
 
 
