@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from asyncio import _get_running_loop
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from threading import get_ident
@@ -12,7 +13,7 @@ from . import stretches
 from .locations import blocking_stack, to_frames
 from .records import Endpoint, Frame, Request, Stall
 from .spawned import follower
-from .stretches import SampledStack, timed
+from .stretches import SampledStack, running_stretches, timed
 from .watch import active_watch
 
 Scope: TypeAlias = MutableMapping[str, Any]
@@ -38,14 +39,16 @@ class LoopwatchMiddleware:
 
 def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
     """Call `app`, timed while a watch is active and no watched call around it times it."""
-    if not stretches.timing or get_ident() in stretches.running_stretches:
+    if not stretches.timing or get_ident() in running_stretches:
         return app(scope, receive, send)
-    try:
-        follower.follow_current_loop()
-    except Exception as error:  # noqa: BLE001 - never raise into the app; time it all the same
-        watch = active_watch()
-        if watch is not None:
-            watch.internal_errors.append(f"following the tasks of a request: {error!r}")
+    loop = _get_running_loop()
+    if loop is None or loop is not follower.followed_loop:  # trio has no asyncio loop
+        try:
+            follower.follow_current_loop()
+        except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
+            watch = active_watch()
+            if watch is not None:
+                watch.internal_errors.append(f"following the tasks of a request: {error!r}")
     phase: list[str] | None = None
     if scope.get("type") == "lifespan":
         phase, receive = _following_lifespan_phase(receive)

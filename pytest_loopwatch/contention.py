@@ -5,7 +5,7 @@ anything: the loop thread was ready to run but the OS gave its core to another p
 or the hypervisor took the virtual CPU away while the loop thread ran (steal time).
 Linux counts both:
 
-- `/proc/self/task/<tid>/schedstat`: nanoseconds each thread ran, and waited while ready
+- `/proc/self/task/<tid>/schedstat`: nanoseconds a thread ran, and waited while ready
   to run, since it started;
 - `/proc/stat`: ticks the hypervisor stole from the CPUs, since boot.
 
@@ -18,51 +18,104 @@ is taken off.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass
 
-_TASKS = "/proc/self/task"
 _TICK_SECONDS = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
 @dataclass(frozen=True, slots=True)
 class CpuTimes:
-    """What the OS counted for this process's threads, at one moment."""
+    """What the OS counted for one thread, at one moment."""
 
-    threads: dict[int, tuple[int, int]]
-    """Native thread id -> (nanoseconds run, nanoseconds ready to run but waiting)."""
+    thread: int
+    """The thread's native id."""
+    ran: int
+    """Nanoseconds the thread has run."""
+    waited: int
+    """Nanoseconds the thread has waited for a CPU while ready to run."""
     stolen: float
     """Seconds the hypervisor has stolen from one CPU, on average, since boot."""
 
 
-def read_cpu_times() -> CpuTimes | None:
-    """The counts as they stand, or None where the OS does not keep them."""
-    try:
-        names = os.listdir(_TASKS)
-    except OSError:
-        return None
-    threads = {}
-    for name in names:
+class _GilHoldingReader:
+    """Reads small /proc files without letting go of the GIL.
+
+    The watchdog reads while the loop thread may be computing; every read that let go of
+    the GIL (any file I/O from Python does) would wait a switch interval, 5 ms, to get it
+    back from that thread: a dozen of them kept the watchdog from its next samples for
+    the rest of a 40 ms stall. Through `ctypes.PyDLL` the calls keep the GIL; reading
+    /proc never blocks.
+    """
+
+    def __init__(self) -> None:
+        libc = ctypes.PyDLL(None)
+        self._open = libc.open
+        self._open.argtypes = (ctypes.c_char_p, ctypes.c_int)
+        self._open.restype = ctypes.c_int
+        self._read = libc.read
+        self._read.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+        self._read.restype = ctypes.c_ssize_t
+        self._close = libc.close
+        self._close.argtypes = (ctypes.c_int,)
+        self._close.restype = ctypes.c_int
+
+    def read(self, path: bytes, size: int) -> bytes | None:
+        """Up to `size` bytes from the start of `path`, or None if it cannot be read."""
+        descriptor = self._open(path, os.O_RDONLY)
+        if descriptor < 0:
+            return None
         try:
-            with open(f"{_TASKS}/{name}/schedstat", "rb") as counts:
-                ran, waited = counts.read().split()[:2]
-        except (OSError, ValueError):
-            continue  # the thread ended meanwhile, or the kernel keeps no schedstat
-        threads[int(name)] = (int(ran), int(waited))
-    if not threads:
+            # Per call, not shared: another thread may read between two of these lines.
+            buffer = ctypes.create_string_buffer(size)
+            count = self._read(descriptor, buffer, size)
+            return buffer.raw[:count] if count >= 0 else None
+        finally:
+            self._close(descriptor)
+
+
+def _reader() -> _GilHoldingReader | None:
+    try:
+        return _GilHoldingReader()
+    except (OSError, TypeError, AttributeError):  # no C library to call, as on Windows
         return None
-    return CpuTimes(threads, _stolen_seconds())
 
 
-def _stolen_seconds() -> float:
+def _count_cpus() -> int:
+    """The CPUs /proc/stat counts: in a container, the host's, maybe many more than ours."""
     try:
         with open("/proc/stat", "rb") as stat:
-            lines = stat.read().splitlines()
-        # cpu user nice system idle iowait irq softirq steal ..., for all CPUs, then one
-        # line per CPU: in a container, the host's, which may be many more than ours.
-        cpus = sum(1 for line in lines if line.startswith(b"cpu")) - 1
-        return int(lines[0].split()[8]) * _TICK_SECONDS / max(cpus, 1)
-    except (OSError, IndexError, ValueError):
+            return max(1, sum(1 for line in stat if line.startswith(b"cpu")) - 1)
+    except OSError:
+        return 1
+
+
+_READER = _reader()
+_CPUS = _count_cpus() if _READER is not None else 1
+
+
+def read_cpu_times(thread: int) -> CpuTimes | None:
+    """The counts of the thread with native id `thread` as they stand, or None where the
+    OS does not keep them."""
+    if _READER is None:
+        return None
+    counts = _READER.read(b"/proc/self/task/%d/schedstat" % thread, 128)
+    if not counts:
+        return None  # the thread has ended, or the kernel keeps no schedstat
+    try:
+        ran, waited = counts.split()[:2]
+        return CpuTimes(thread, int(ran), int(waited), _stolen_seconds(_READER))
+    except ValueError:
+        return None
+
+
+def _stolen_seconds(reader: _GilHoldingReader) -> float:
+    # The first line: cpu user nice system idle iowait irq softirq steal ..., for all CPUs.
+    stat = reader.read(b"/proc/stat", 512)
+    try:
+        return int((stat or b"").split(b"\n", 1)[0].split()[8]) * _TICK_SECONDS / _CPUS
+    except (IndexError, ValueError):
         return 0.0
 
 
@@ -70,17 +123,12 @@ _MOST_STOLEN = 0.9
 """The largest share of a CPU taken as stolen, so that a bad reading cannot erase a stall."""
 
 
-def time_kept_from_cpu(
-    before: CpuTimes, after: CpuTimes, seconds: float, loop_thread: int
-) -> float:
-    """Seconds of the `seconds` between two readings that the loop thread lost to the machine."""
-    if loop_thread not in before.threads or loop_thread not in after.threads:
-        # A reading that missed the loop thread would make its whole life the stretch's.
-        return 0.0
-    ran_before, waited_before = before.threads[loop_thread]
-    ran_after, waited_after = after.threads[loop_thread]
-    ran = (ran_after - ran_before) / 1e9
-    waited = (waited_after - waited_before) / 1e9
+def time_kept_from_cpu(before: CpuTimes, after: CpuTimes, seconds: float) -> float:
+    """Seconds of the `seconds` between two readings that their thread lost to the machine."""
+    if before.thread != after.thread:
+        return 0.0  # another thread's counts say nothing of this one's
+    ran = (after.ran - before.ran) / 1e9
+    waited = (after.waited - before.waited) / 1e9
     off_cpu = max(0.0, seconds - ran - waited)
     # The kernel does not count stolen time as running; of the time the loop thread meant
     # to run, the CPU's stolen share went missing: ran = (1 - share) * meant to run.

@@ -79,15 +79,16 @@ class SpawnFollower:
             weakref.WeakKeyDictionary()
         )
         self._trio_runs: dict[object, _FollowingInstrument] = {}
-        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self.followed_loop: asyncio.AbstractEventLoop | None = None
+        """The asyncio loop followed last: the same one serves request after request,
+        which need not call `follow_current_loop` then."""
 
     def follow_current_loop(self) -> None:
         loop = asyncio._get_running_loop()
         if loop is not None:
-            # The same loop serves request after request: skip the weak dictionary then.
-            if loop is self._last_loop:
+            if loop is self.followed_loop:
                 return
-            self._last_loop = loop
+            self.followed_loop = loop
             if loop not in self._loops:
                 factory = _FollowingTaskFactory(loop.get_task_factory())
                 loop.set_task_factory(factory)
@@ -111,7 +112,7 @@ class SpawnFollower:
             if loop.get_task_factory() is factory:
                 loop.set_task_factory(factory.previous)
         self._loops.clear()
-        self._last_loop = None
+        self.followed_loop = None
         # An instrument can only be removed from inside its run; it stays inert there
         # once nothing is watched, and goes with the run.
         self._trio_runs.clear()

@@ -69,14 +69,14 @@ class Look:
 
     def time_kept_from_cpu(self) -> float:
         """Seconds of the stretch since the first look that the machine, not the app, took."""
-        since, cpu_times = self.counted_from or (0.0, None)
-        if cpu_times is None:
+        since, before = self.counted_from or (0.0, None)
+        if before is None:
             return 0.0
         try:
-            now = read_cpu_times()
+            now = read_cpu_times(before.thread)
             if now is None:
                 return 0.0
-            return time_kept_from_cpu(cpu_times, now, clock() - since, threading.get_native_id())
+            return time_kept_from_cpu(before, now, clock() - since)
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
             errors.append(f"reading CPU times: {error!r}")
             return 0.0
@@ -208,7 +208,12 @@ def timed(
             return stop.value
         finally:
             if stretch is not None:
-                finish_stretch(thread, stretch)
+                # Nearly every stretch is short, unseen and free of collections: it only
+                # has to go.
+                if looks or collected_in_stretch or clock() - stretch[0] > _limit:
+                    finish_stretch(thread, stretch)
+                else:
+                    running_stretches.pop(thread, None)
         try:
             value = yield yielded
             error = None

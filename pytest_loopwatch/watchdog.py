@@ -8,6 +8,7 @@ after a C call that holds the GIL returns, which is still the blocking line.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import traceback
@@ -36,12 +37,15 @@ def sample_stack(frame: FrameType | None) -> SampledStack:
 
 
 class Watchdog:
-    """Samples every stretch that has run for `look_after` seconds, every `interval`."""
+    """Samples every stretch that has run for `look_after` seconds, then every `interval`."""
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._look_after: float | None = None
-        self._interval = 0.025
+        self._timing: tuple[float, float] | None = None
+        """(look_after, interval); None: paused."""
+        # Locked while nobody has a reason to wake the watchdog; released to wake it.
+        # A bare lock: its timed acquire is all the watchdog runs between two looks.
+        self._nudge = threading.Lock()
+        self._nudge.acquire()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
@@ -52,14 +56,11 @@ class Watchdog:
 
     def watch(self, threshold: float) -> None:
         """Look at stretches longer than a quarter of `threshold`; start the thread if needed."""
-        with self._changed:
-            # Looking at stretches older than a quarter of the threshold, every eighth of
-            # it, puts the first sample within 3/8 of the threshold plus a switch interval
-            # (a CPU-bound loop thread lets go of the GIL only then): before the stretch
-            # becomes a stall. Each look costs the loop thread a GIL hand-off.
-            self._look_after = threshold / 4
-            self._interval = max(threshold / 8, 0.001)
-            self._changed.notify()
+        # A first look once a stretch is a quarter of the threshold old comes, at worst, a
+        # switch interval later (a computing loop thread lets go of the GIL only then):
+        # before the stretch becomes a stall. Looks follow every eighth of the threshold.
+        self._timing = (threshold / 4, max(threshold / 8, 0.001))
+        self._wake()
         if self._thread is None:
             self._stopping = False
             self._thread = threading.Thread(
@@ -69,42 +70,56 @@ class Watchdog:
 
     def pause(self) -> None:
         """Sleep until the next `watch`, costing nothing meanwhile."""
-        with self._changed:
-            self._look_after = None
+        self._timing = None
 
     def stop(self) -> None:
         """End the thread; `watch` starts a new one."""
         thread = self._thread
         if thread is None:
             return
-        with self._changed:
-            self._stopping = True
-            self._changed.notify()
+        self._stopping = True
+        self._wake()
         thread.join()
         self._thread = None
 
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                while self._look_after is None and not self._stopping:
-                    self._changed.wait()
-                if self._stopping:
-                    return
-                # Condition.wait times out on the C monotonic clock, so a test that
-                # patches the `time` module cannot make the watchdog sleep forever.
-                self._changed.wait(self._interval)
-                look_after = self._look_after
-            if look_after is not None:
-                try:
-                    self._sample_long_stretches(look_after)
-                except Exception as error:  # noqa: BLE001 - the watchdog must outlive its bugs
-                    self.errors.append(f"watchdog: {error!r}")
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # woken already, and not yet awake
+            self._nudge.release()
 
-    def _sample_long_stretches(self, look_after: float) -> None:
-        now = clock()
-        for thread, stretch in list(running_stretches.items()):
-            if now - stretch[0] < look_after:
+    def _run(self) -> None:
+        sleep: float | None = None
+        while True:
+            # A lock's timed wait runs on the C monotonic clock, so a test that patches
+            # the `time` module cannot make the watchdog sleep forever.
+            self._nudge.acquire(timeout=-1 if sleep is None else sleep)
+            timing = self._timing
+            if self._stopping:
+                return
+            if timing is None:
+                sleep = None
                 continue
+            look_after, interval = timing
+            try:
+                sleep = self._sample_long_stretches(look_after, interval)
+            except Exception as error:  # noqa: BLE001 - the watchdog must outlive its bugs
+                self.errors.append(f"watchdog: {error!r}")
+                sleep = interval
+
+    def _sample_long_stretches(self, look_after: float, interval: float) -> float:
+        """Sample the stretches older than `look_after`; return when to look again.
+
+        Each wake costs the loop thread a GIL hand-off: the watchdog sleeps until the
+        oldest running stretch turns `look_after` old, and no stretch that starts later
+        can turn so before. A look every `interval` follows only while one is that old.
+        """
+        now = clock()
+        sleep = look_after
+        for thread, stretch in list(running_stretches.items()):
+            age = now - stretch[0]
+            if age < look_after:
+                sleep = min(sleep, look_after - age)
+                continue
+            sleep = min(sleep, interval)
             look = looks.get(thread)
             if look is None or look.stretch is not stretch:
                 look = Look(stretch)
@@ -119,9 +134,15 @@ class Watchdog:
                 self.on_hang(_describe_hang(now - stretch[0], stack))
             if look.counted_from is None:
                 # The machine's share of the stretch is known from here on. After the
-                # sample, never before: reading releases the GIL, and a loop thread that
-                # held it in a C call (json.loads) would end its stretch meanwhile, unseen.
-                look.counted_from = (clock(), read_cpu_times())
+                # sample, never before: finding the thread may wait for a lock, letting go
+                # of the GIL, and a loop thread that held it in a C call (json.loads) would
+                # end its stretch meanwhile, unseen.
+                native_id = _native_id(thread)
+                look.counted_from = (
+                    clock(),
+                    None if native_id is None else read_cpu_times(native_id),
+                )
+        return max(sleep, 0.0005)
 
     def _hangs(self, look: Look, now: float) -> bool:
         """Whether the stretch has just become a hang; each is shown once."""
@@ -129,6 +150,14 @@ class Watchdog:
             return False
         look.hang_shown = True
         return True
+
+
+def _native_id(thread: int) -> int | None:
+    """The OS's id of the thread `threading` knows as `thread`, for its CPU counts."""
+    for known in threading.enumerate():
+        if known.ident == thread:
+            return known.native_id
+    return None
 
 
 def _describe_hang(seconds: float, stack: SampledStack) -> str:
