@@ -44,7 +44,7 @@ def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Aw
     loop = _get_running_loop()
     if loop is None or loop is not follower.followed_loop:  # trio has no asyncio loop
         try:
-            follower.follow_current_loop()
+            follower.follow(loop)
         except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
             watch = active_watch()
             if watch is not None:

@@ -81,13 +81,12 @@ class SpawnFollower:
         self._trio_runs: dict[object, _FollowingInstrument] = {}
         self.followed_loop: asyncio.AbstractEventLoop | None = None
         """The asyncio loop followed last: the same one serves request after request,
-        which need not call `follow_current_loop` then."""
+        which need not call `follow` then."""
 
-    def follow_current_loop(self) -> None:
-        loop = asyncio._get_running_loop()
+    def follow(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Follow the tasks spawned on `loop`, the running asyncio loop; None: on the
+        trio run the caller is in, if any."""
         if loop is not None:
-            if loop is self.followed_loop:
-                return
             self.followed_loop = loop
             if loop not in self._loops:
                 factory = _FollowingTaskFactory(loop.get_task_factory())

@@ -149,10 +149,10 @@ def test_an_error_inside_loopwatch_is_reported_and_the_suite_carries_on(
 def test_a_failure_to_follow_tasks_never_reaches_the_app(
     pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken() -> NoReturn:
+    def broken(loop: object) -> NoReturn:
         raise AttributeError("no such trio API")
 
-    monkeypatch.setattr(pytest_loopwatch.spawned.follower, "follow_current_loop", broken)
+    monkeypatch.setattr(pytest_loopwatch.spawned.follower, "follow", broken)
     pytester.makepyfile(
         "def test_fast(test_client):\n    assert test_client.get('/fast').json() == 'ok'\n"
     )
