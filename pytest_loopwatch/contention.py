@@ -18,7 +18,7 @@ is taken off.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import os
 from dataclasses import dataclass
 
@@ -50,6 +50,9 @@ class _GilHoldingReader:
     """
 
     def __init__(self) -> None:
+        import ctypes  # here, not at import: pytest runs without --loopwatch need none of it
+
+        self._new_buffer = ctypes.create_string_buffer
         libc = ctypes.PyDLL(None)
         self._open = libc.open
         self._open.argtypes = (ctypes.c_char_p, ctypes.c_int)
@@ -68,18 +71,28 @@ class _GilHoldingReader:
             return None
         try:
             # Per call, not shared: another thread may read between two of these lines.
-            buffer = ctypes.create_string_buffer(size)
+            buffer = self._new_buffer(size)
             count = self._read(descriptor, buffer, size)
             return buffer.raw[:count] if count >= 0 else None
         finally:
             self._close(descriptor)
 
 
-def _reader() -> _GilHoldingReader | None:
+@functools.cache
+def _proc_reader() -> tuple[_GilHoldingReader, int] | None:
+    """The reader and the CPUs /proc/stat counts, or None where no C library can be called
+    (Windows). Made once: making it loads ctypes and reads /proc/stat, letting go of the
+    GIL, which `prepare` does before any stretch runs."""
     try:
-        return _GilHoldingReader()
-    except (OSError, TypeError, AttributeError):  # no C library to call, as on Windows
+        reader = _GilHoldingReader()
+    except (ImportError, OSError, TypeError, AttributeError):
         return None
+    return reader, _count_cpus()
+
+
+def prepare() -> None:
+    """Make ready to read the counts; called when timing starts."""
+    _proc_reader()
 
 
 def _count_cpus() -> int:
@@ -91,30 +104,28 @@ def _count_cpus() -> int:
         return 1
 
 
-_READER = _reader()
-_CPUS = _count_cpus() if _READER is not None else 1
-
-
 def read_cpu_times(thread: int) -> CpuTimes | None:
     """The counts of the thread with native id `thread` as they stand, or None where the
     OS does not keep them."""
-    if _READER is None:
+    proc = _proc_reader()
+    if proc is None:
         return None
-    counts = _READER.read(b"/proc/self/task/%d/schedstat" % thread, 128)
+    reader, cpus = proc
+    counts = reader.read(b"/proc/self/task/%d/schedstat" % thread, 128)
     if not counts:
         return None  # the thread has ended, or the kernel keeps no schedstat
     try:
         ran, waited = counts.split()[:2]
-        return CpuTimes(thread, int(ran), int(waited), _stolen_seconds(_READER))
+        return CpuTimes(thread, int(ran), int(waited), _stolen_seconds(reader, cpus))
     except ValueError:
         return None
 
 
-def _stolen_seconds(reader: _GilHoldingReader) -> float:
+def _stolen_seconds(reader: _GilHoldingReader, cpus: int) -> float:
     # The first line: cpu user nice system idle iowait irq softirq steal ..., for all CPUs.
     stat = reader.read(b"/proc/stat", 512)
     try:
-        return int((stat or b"").split(b"\n", 1)[0].split()[8]) * _TICK_SECONDS / _CPUS
+        return int((stat or b"").split(b"\n", 1)[0].split()[8]) * _TICK_SECONDS / cpus
     except (IndexError, ValueError):
         return 0.0
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
 from .contention import CpuTimes, read_cpu_times, time_kept_from_cpu
+from .contention import prepare as prepare_to_read_cpu_times
 
 # Captured at import so that a test patching `time.perf_counter` (monkeypatch) cannot
 # skew or freeze the measurement; and as its bound `__call__`, which is not `is` the
@@ -118,8 +119,10 @@ def _on_collection(phase: str, info: dict[str, int]) -> None:
 def report_stretches_longer_than(seconds: float | None) -> None:
     """Hand stretches longer than `seconds` to their handlers; None: time nothing."""
     global _limit, timing
-    if seconds is not None and _on_collection not in gc.callbacks:
-        gc.callbacks.append(_on_collection)
+    if seconds is not None:
+        prepare_to_read_cpu_times()
+        if _on_collection not in gc.callbacks:
+            gc.callbacks.append(_on_collection)
     if seconds is None and _on_collection in gc.callbacks:
         gc.callbacks.remove(_on_collection)
     timing = seconds is not None
