@@ -42,6 +42,10 @@ class Watchdog:
     def __init__(self) -> None:
         self._timing: tuple[float, float] | None = None
         """(look_after, interval); None: paused."""
+        self._last_timing: tuple[float, float] | None = None
+        """The timing of the last `watch`, kept through a pause."""
+        self._asleep_until_nudged = True
+        """Whether the thread waits for a nudge, not for its next look (or is not started)."""
         # Locked while nobody has a reason to wake the watchdog; released to wake it.
         # A bare lock: its timed acquire is all the watchdog runs between two looks.
         self._nudge = threading.Lock()
@@ -55,12 +59,23 @@ class Watchdog:
         """Shows a hang's description while it lasts (on the terminal, past the capture)."""
 
     def watch(self, threshold: float) -> None:
-        """Look at stretches longer than a quarter of `threshold`; start the thread if needed."""
-        # A first look once a stretch is a quarter of the threshold old comes, at worst, a
-        # switch interval later (a computing loop thread lets go of the GIL only then):
-        # before the stretch becomes a stall. Looks follow every eighth of the threshold.
-        self._timing = (threshold / 4, max(threshold / 8, 0.001))
-        self._wake()
+        """Look at stretches nearly half of `threshold` old; start the thread if needed."""
+        # The first look comes a switch interval early: against a computing loop thread,
+        # which lets go of the GIL only then, it still happens by half the threshold,
+        # long before the stretch becomes a stall. Looks follow every eighth of the
+        # threshold. Not sooner: while requests are fast the watchdog wakes once per
+        # `look_after`, and on a virtual machine every wake of any thread slows a
+        # TestClient's thread hand-offs for a while after (measured with another process
+        # waking: 40 times a second cost each request 3.8%, 20 times 1.9%).
+        look_after = max(threshold / 2 - sys.getswitchinterval(), threshold / 4)
+        timing = (look_after, max(threshold / 8, 0.001))
+        self._timing = timing
+        # One watch right after another with the same timing (the next test) finds the
+        # thread still sleeping until its next look: a nudge would only take the GIL
+        # from the loop thread as the test begins.
+        if self._asleep_until_nudged or timing != self._last_timing:
+            self._wake()
+        self._last_timing = timing
         if self._thread is None:
             self._stopping = False
             self._thread = threading.Thread(
@@ -81,6 +96,7 @@ class Watchdog:
         self._wake()
         thread.join()
         self._thread = None
+        self._asleep_until_nudged = True
 
     def _wake(self) -> None:
         with contextlib.suppress(RuntimeError):  # woken already, and not yet awake
@@ -92,12 +108,16 @@ class Watchdog:
             # A lock's timed wait runs on the C monotonic clock, so a test that patches
             # the `time` module cannot make the watchdog sleep forever.
             self._nudge.acquire(timeout=-1 if sleep is None else sleep)
+            # Before reading the timing: a `watch` from here on nudges the thread, which
+            # may be about to wait for a nudge.
+            self._asleep_until_nudged = True
             timing = self._timing
             if self._stopping:
                 return
             if timing is None:
                 sleep = None
                 continue
+            self._asleep_until_nudged = False
             look_after, interval = timing
             try:
                 sleep = self._sample_long_stretches(look_after, interval)
