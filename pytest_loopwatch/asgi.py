@@ -39,21 +39,30 @@ class LoopwatchMiddleware:
 
 def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
     """Call `app`, timed while a watch is active and no watched call around it times it."""
-    if not stretches.timing or get_ident() in running_stretches:
+    thread = get_ident()
+    if not stretches.timing or thread in running_stretches:
         return app(scope, receive, send)
-    loop = _get_running_loop()
-    if loop is None or loop is not follower.followed_loop:  # trio has no asyncio loop
-        try:
-            follower.follow(loop)
-        except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
-            watch = active_watch()
-            if watch is not None:
-                watch.internal_errors.append(f"following the tasks of a request: {error!r}")
+    # An asyncio loop followed last is still the one running here while it runs on this
+    # thread: a check that spares each request asking for the running loop, which on
+    # Python 3.11 costs a system call (getpid).
+    followed = follower.followed_loop_attributes
+    if followed is None or followed["_thread_id"] != thread:
+        loop = _get_running_loop()
+        if loop is None or loop is not follower.followed_loop:  # trio has no asyncio loop
+            try:
+                follower.follow(loop)
+            except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
+                watch = active_watch()
+                if watch is not None:
+                    watch.internal_errors.append(f"following the tasks of a request: {error!r}")
     phase: list[str] | None = None
     if scope.get("type") == "lifespan":
         phase, receive = _following_lifespan_phase(receive)
     return timed(
-        app(scope, receive, send), _record_stall, (scope, scope.get("root_path", ""), phase)
+        app(scope, receive, send),
+        _record_stall,
+        (scope, scope.get("root_path", ""), phase),
+        follower.spawn_hook,
     )
 
 

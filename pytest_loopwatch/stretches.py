@@ -51,6 +51,10 @@ Compared by identity.
 A plain tuple, because one is made for every step of every watched request.
 """
 
+SpawnHook: TypeAlias = tuple[dict[str, Any], Callable[..., Any]]
+"""(an asyncio loop's attributes, a task factory): the factory is the loop's while each
+stretch of the request runs on it, so that it sees the tasks the request's code creates."""
+
 running_stretches: dict[int, Stretch] = {}
 """Thread id -> the stretch of app code that thread is running now."""
 
@@ -188,7 +192,10 @@ def wait_for_other_threads(timeout: float) -> None:
 
 @types.coroutine
 def timed(
-    awaitable: Awaitable[Any], on_long_stretch: LongStretchHandler, context: Any
+    awaitable: Awaitable[Any],
+    on_long_stretch: LongStretchHandler,
+    context: Any,
+    spawn_hook: SpawnHook | None = None,
 ) -> Generator[Any, Any, Any]:
     """Await `awaitable`, timing each of its stretches; long ones go to `on_long_stretch`.
 
@@ -198,6 +205,7 @@ def timed(
     """
     steps: Any = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
     thread = threading.get_ident()
+    loop_attributes, task_factory = spawn_hook or (None, None)
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -205,12 +213,18 @@ def timed(
         if thread not in running_stretches:
             stretch = (clock(), on_long_stretch, context)
             running_stretches[thread] = stretch
+            # A factory the loop got during the test is left in place: its tasks go
+            # unfollowed until the next test finds it.
+            if loop_attributes is not None and loop_attributes["_task_factory"] is None:
+                loop_attributes["_task_factory"] = task_factory
         try:
             yielded = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
             return stop.value
         finally:
             if stretch is not None:
+                if loop_attributes is not None and loop_attributes["_task_factory"] is task_factory:
+                    loop_attributes["_task_factory"] = None
                 # Nearly every stretch is short, unseen and free of collections: it only
                 # has to go.
                 if looks or collected_in_stretch or clock() - stretch[0] > _limit:

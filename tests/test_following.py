@@ -3,6 +3,7 @@ websockets, lifespan, trio, uvloop, a live server, and among concurrent requests
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -361,6 +362,51 @@ def test_uvloop_is_watched_through_pytest_asyncio_and_test_client(
     result.stdout.fnmatch_lines([f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in *"])
     result.stdout.fnmatch_lines(
         [f"  blocked * ms at shapes.py:{line_of(shapes, 'CHILD-TASK')} in *"] * 2
+    )
+
+
+def test_a_loop_with_a_task_factory_of_its_own_keeps_it_and_is_followed(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import sys
+
+        import httpx
+        import pytest
+
+        import shapes
+
+        created = []
+
+        def counting_factory(loop, coroutine, **options):
+            created.append(coroutine)
+            return asyncio.Task(coroutine, loop=loop, **options)
+
+        factories = [counting_factory]
+        if sys.version_info >= (3, 12):
+            factories.append(asyncio.eager_task_factory)
+
+        @pytest.mark.asyncio
+        @pytest.mark.parametrize("factory", factories)
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_child_task(factory, block):
+            loop = asyncio.get_running_loop()
+            loop.set_task_factory(factory)
+            transport = httpx.ASGITransport(app=shapes.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/child-task", params={"block": block})).status_code == 200
+            assert loop.get_task_factory() is not factory  # followed: handed on to it
+            if factory is counting_factory:
+                assert created  # and it made the tasks
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    factories = 2 if sys.version_info >= (3, 12) else 1
+    result.assert_outcomes(passed=factories, failed=factories)
+    result.stdout.fnmatch_lines(
+        [f"  blocked * ms at shapes.py:{line_of(shapes, 'CHILD-TASK')} in *"] * factories
     )
 
 

@@ -177,20 +177,36 @@ def test_nothing_of_loopwatch_outlives_the_session_or_runs_before_watching(
             test_client.get("/fast")
             assert watchdog_running()
 
-        @pytest.mark.asyncio(loop_scope="module")
-        @pytest.mark.loopwatch
-        async def test_watched_on_a_shared_loop():
+        async def fetch_fast():
             transport = httpx.ASGITransport(app=app_module.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 await client.get("/fast")
-            assert asyncio.get_running_loop().get_task_factory() is not None
+
+        def own_factory(loop, coroutine, **options):
+            return asyncio.Task(coroutine, loop=loop, **options)
+
+        @pytest.mark.asyncio
+        @pytest.mark.loopwatch
+        async def test_watched_loop_has_a_factory_only_while_app_code_runs():
+            await fetch_fast()
+            assert asyncio.get_running_loop().get_task_factory() is None
+
+        @pytest.mark.asyncio(loop_scope="module")
+        async def test_a_shared_loop_gets_a_factory_of_its_own():
+            asyncio.get_running_loop().set_task_factory(own_factory)
+
+        @pytest.mark.asyncio(loop_scope="module")
+        @pytest.mark.loopwatch
+        async def test_watched_on_the_shared_loop():
+            await fetch_fast()
+            assert asyncio.get_running_loop().get_task_factory() not in (None, own_factory)
 
         @pytest.mark.asyncio(loop_scope="module")
         async def test_the_shared_loop_is_left_as_it_was():
-            assert asyncio.get_running_loop().get_task_factory() is None
+            assert asyncio.get_running_loop().get_task_factory() is own_factory
         """
     )
     before = patchable_state()
     result = pytester.runpytest()
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)
     assert patchable_state() == before
