@@ -1,0 +1,110 @@
+"""A CPU-bound handler on a machine whose every core is taken: reported duration vs wall time.
+
+The handler runs a fixed computation that takes `--work` seconds on the idle machine,
+while twice as many processes as cores spin. Its wall time stretches with the machine's
+load; the duration loopwatch reports should stay near the work itself (Linux: the loop
+thread's wait for a CPU and stolen time are taken off from the watchdog's first sample
+on, so the part before it still counts).
+
+    python benchmarks/busy_machine.py [--work 0.3] [--runs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+from fastapi import FastAPI
+
+from pytest_loopwatch.interception import Interception
+from pytest_loopwatch.watch import Watch, shutdown, start, stop
+
+THRESHOLD = 0.1
+
+
+def additions_taking(seconds: float) -> int:
+    """How many additions the idle machine does in `seconds`, the best of a few tries."""
+    additions = 200_000
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for number in range(additions):
+            total += number
+        best = min(best, time.process_time() - started)
+    return int(additions * seconds / best)
+
+
+def app_computing(additions: int) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/cpu")
+    async def cpu() -> None:
+        total = 0
+        for number in range(additions):
+            total += number
+
+    return app
+
+
+async def measure(app: FastAPI, runs: int) -> list[tuple[float, float]]:
+    """(wall time, reported duration) of each request."""
+    results = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        for _ in range(runs):
+            interception = Interception()
+            watch = Watch(threshold=THRESHOLD)
+            interception.install()
+            start(watch)
+            try:
+                started = time.perf_counter()
+                await http.get("/cpu")
+                wall = time.perf_counter() - started
+            finally:
+                stop(watch)
+                interception.uninstall()
+            results.append((wall, sum(stall.duration for stall in watch.stalls)))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--work", type=float, default=0.3, help="seconds of computation")
+    parser.add_argument("--runs", type=int, default=8, help="requests")
+    args = parser.parse_args()
+    app = app_computing(additions_taking(args.work))
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    try:
+        time.sleep(0.5)  # every spinner running
+        results = asyncio.run(measure(app, args.runs))
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+        shutdown()
+    print(
+        f"{args.work * 1000:.0f} ms of work, {len(spinners)} spinning processes, "
+        f"threshold {THRESHOLD * 1000:.0f} ms"
+    )
+    print(f"{'wall ms':>8} {'reported ms':>12}")
+    for wall, duration in results:
+        print(f"{wall * 1000:8.0f} {duration * 1000:12.0f}")
+    walls = [wall for wall, _ in results]
+    reported = [duration for _, duration in results]
+    print(
+        f"wall {min(walls) * 1000:.0f}-{max(walls) * 1000:.0f} ms, "
+        f"reported {min(reported) * 1000:.0f}-{max(reported) * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
