@@ -1,10 +1,10 @@
 """A CPU-bound handler on a machine whose every core is taken: reported duration vs wall time.
 
-The handler runs a fixed computation that takes `--work` seconds on the idle machine,
-while twice as many processes as cores spin. Its wall time stretches with the machine's
-load; the duration loopwatch reports should stay near the work itself (Linux: the loop
-thread's wait for a CPU and stolen time are taken off from the watchdog's first sample
-on, so the part before it still counts).
+The handler computes until its thread has had `--work` seconds of CPU, while twice as
+many processes as cores spin. Its wall time stretches with the machine's load; the
+duration loopwatch reports should stay near the work itself (Linux: the loop thread's
+wait for a CPU and stolen time are taken off from the watchdog's first sample on, so the
+part before it still counts).
 
     python benchmarks/busy_machine.py [--work 0.3] [--runs 8]
 """
@@ -27,27 +27,14 @@ from pytest_loopwatch.watch import Watch, shutdown, start, stop
 THRESHOLD = 0.1
 
 
-def additions_taking(seconds: float) -> int:
-    """How many additions the idle machine does in `seconds`, the best of a few tries."""
-    additions = 200_000
-    best = float("inf")
-    for _ in range(3):
-        started = time.process_time()
-        total = 0
-        for number in range(additions):
-            total += number
-        best = min(best, time.process_time() - started)
-    return int(additions * seconds / best)
-
-
-def app_computing(additions: int) -> FastAPI:
+def app_computing(seconds: float) -> FastAPI:
     app = FastAPI()
 
     @app.get("/cpu")
     async def cpu() -> None:
-        total = 0
-        for number in range(additions):
-            total += number
+        until = time.thread_time() + seconds
+        while time.thread_time() < until:
+            pass
 
     return app
 
@@ -75,10 +62,10 @@ async def measure(app: FastAPI, runs: int) -> list[tuple[float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--work", type=float, default=0.3, help="seconds of computation")
+    parser.add_argument("--work", type=float, default=0.3, help="seconds of CPU the handler uses")
     parser.add_argument("--runs", type=int, default=8, help="requests")
     args = parser.parse_args()
-    app = app_computing(additions_taking(args.work))
+    app = app_computing(args.work)
     spinners = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"])
         for _ in range(2 * (os.cpu_count() or 1))
