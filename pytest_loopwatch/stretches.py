@@ -58,6 +58,20 @@ stretch of the request runs on it, so that it sees the tasks the request's code 
 running_stretches: dict[int, Stretch] = {}
 """Thread id -> the stretch of app code that thread is running now."""
 
+alarm_stale_after = float("inf")
+"""A stretch that starts later than this calls `keep_alarm_ahead`: the watchdog's alarm is
+not set, or would ring while the stretch is too young for a look."""
+
+
+def _no_watchdog(start: float) -> None:
+    pass
+
+
+keep_alarm_ahead: Callable[[float], None] = _no_watchdog
+"""The watchdog's: moves its alarm to when a stretch that started at `start` is worth a
+look. Called once the stretch is in `running_stretches`: a watchdog that has just rung
+and not yet looked either finds the stretch, or has cleared the alarm for it to set."""
+
 
 @dataclass(slots=True)
 class Look:
@@ -134,8 +148,11 @@ def report_stretches_longer_than(seconds: float | None) -> None:
 
 
 def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any) -> Stretch:
-    stretch = (clock(), on_long_stretch, context)
+    start = clock()
+    stretch = (start, on_long_stretch, context)
     running_stretches[thread] = stretch
+    if start > alarm_stale_after:
+        keep_alarm_ahead(start)
     return stretch
 
 
@@ -211,8 +228,11 @@ def timed(
     while True:
         stretch = None
         if thread not in running_stretches:
-            stretch = (clock(), on_long_stretch, context)
+            start = clock()
+            stretch = (start, on_long_stretch, context)
             running_stretches[thread] = stretch
+            if start > alarm_stale_after:
+                keep_alarm_ahead(start)
             # A factory the loop got during the test is left in place: its tasks go
             # unfollowed until the next test finds it.
             if loop_attributes is not None and loop_attributes["_task_factory"] is None:

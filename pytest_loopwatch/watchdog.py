@@ -9,6 +9,8 @@ after a C call that holds the GIL returns, which is still the blocking line.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import sys
 import threading
 import traceback
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from . import stretches
+from .alarm import Alarm, new_alarm
 from .contention import read_cpu_times
 from .stretches import STRETCH_CODE, Look, SampledStack, clock, looks, running_stretches
 
@@ -37,19 +40,21 @@ def sample_stack(frame: FrameType | None) -> SampledStack:
 
 
 class Watchdog:
-    """Samples every stretch that has run for `look_after` seconds, then every `interval`."""
+    """Samples every stretch that has run for `look_after` seconds, then every `interval`.
+
+    It wakes only when its alarm rings. Each stretch that starts keeps the alarm at least
+    half of `look_after` ahead of itself; under a stream of fast requests it never rings.
+    """
 
     def __init__(self) -> None:
         self._timing: tuple[float, float] | None = None
         """(look_after, interval); None: paused."""
-        self._last_timing: tuple[float, float] | None = None
-        """The timing of the last `watch`, kept through a pause."""
-        self._asleep_until_nudged = True
-        """Whether the thread waits for a nudge, not for its next look (or is not started)."""
-        # Locked while nobody has a reason to wake the watchdog; released to wake it.
-        # A bare lock: its timed acquire is all the watchdog runs between two looks.
-        self._nudge = threading.Lock()
-        self._nudge.acquire()
+        self._alarm: Alarm | None = None
+        self._alarm_at = 0.0
+        """When the alarm rings; 0: not set, and the next stretch sets it."""
+        # Setting the alarm is read, decide, set: the watchdog and the loop threads take
+        # turns. Taken about twice per `look_after` while requests run.
+        self._setting = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
@@ -63,83 +68,121 @@ class Watchdog:
         # The first look comes a switch interval early: against a computing loop thread,
         # which lets go of the GIL only then, it still happens by half the threshold,
         # long before the stretch becomes a stall. Looks follow every eighth of the
-        # threshold. Not sooner: while requests are fast the watchdog wakes once per
-        # `look_after`, and on a virtual machine every wake of any thread slows a
-        # TestClient's thread hand-offs for a while after (measured with another process
-        # waking: 40 times a second cost each request 3.8%, 20 times 1.9%).
+        # threshold.
         look_after = max(threshold / 2 - sys.getswitchinterval(), threshold / 4)
-        timing = (look_after, max(threshold / 8, 0.001))
-        self._timing = timing
-        # One watch right after another with the same timing (the next test) finds the
-        # thread still sleeping until its next look: a nudge would only take the GIL
-        # from the loop thread as the test begins.
-        if self._asleep_until_nudged or timing != self._last_timing:
-            self._wake()
-        self._last_timing = timing
+        if self._alarm is None:
+            self._alarm = new_alarm()
+        with self._setting:
+            self._timing = (look_after, max(threshold / 8, 0.001))
+            # Set for the timing before, if at all: the next stretch sets it anew.
+            self._alarm_at = 0.0
+            stretches.alarm_stale_after = -math.inf
+            stretches.keep_alarm_ahead = self._keep_alarm_ahead
+            if running_stretches:  # begun before this watch (a live server's): a look now
+                self._set_alarm(clock(), look_after)
         if self._thread is None:
             self._stopping = False
             self._thread = threading.Thread(
-                target=self._run, name="loopwatch-watchdog", daemon=True
+                target=self._run, args=(self._alarm,), name="loopwatch-watchdog", daemon=True
             )
             self._thread.start()
 
     def pause(self) -> None:
         """Sleep until the next `watch`, costing nothing meanwhile."""
-        self._timing = None
+        with self._setting:
+            self._timing = None
+            stretches.alarm_stale_after = math.inf
 
     def stop(self) -> None:
         """End the thread; `watch` starts a new one."""
-        thread = self._thread
-        if thread is None:
+        thread, alarm = self._thread, self._alarm
+        if thread is None or alarm is None:
             return
-        self._stopping = True
-        self._wake()
+        with self._setting:
+            # Paused first, so that no stretch sets the alarm later again.
+            self._timing = None
+            stretches.alarm_stale_after = math.inf
+            self._stopping = True
+            alarm.ring_at(clock())
         thread.join()
-        self._thread = None
-        self._asleep_until_nudged = True
+        alarm.close()
+        self._thread = self._alarm = None
 
-    def _wake(self) -> None:
-        with contextlib.suppress(RuntimeError):  # woken already, and not yet awake
-            self._nudge.release()
+    def forget_parent(self) -> None:
+        """In a child the process forked: the thread is the parent's, and the alarm's
+        timer is one the child would move for the parent too."""
+        self._setting = threading.Lock()  # the parent's may have been held by any thread
+        self._timing = None
+        stretches.alarm_stale_after = math.inf
+        alarm, self._thread, self._alarm = self._alarm, None, None
+        if alarm is not None:
+            with contextlib.suppress(OSError):
+                alarm.close()
 
-    def _run(self) -> None:
-        sleep: float | None = None
-        while True:
-            # A lock's timed wait runs on the C monotonic clock, so a test that patches
-            # the `time` module cannot make the watchdog sleep forever.
-            self._nudge.acquire(timeout=-1 if sleep is None else sleep)
-            # Before reading the timing: a `watch` from here on nudges the thread, which
-            # may be about to wait for a nudge.
-            self._asleep_until_nudged = True
+    def _set_alarm(self, when: float, look_after: float) -> None:
+        """With `_setting` held."""
+        self._alarm_at = when
+        stretches.alarm_stale_after = when - look_after / 2
+        try:
+            if self._alarm is not None:
+                self._alarm.ring_at(when)
+        except Exception as error:  # noqa: BLE001 - a stretch's timing goes on without looks
+            self.errors.append(f"setting the watchdog's alarm: {error!r}")
+
+    def _keep_alarm_ahead(self, start: float) -> None:
+        """On a loop thread, as the stretch that started at `start` begins."""
+        with self._setting:
             timing = self._timing
+            if timing is None:
+                return
+            look_after = timing[0]
+            alarm_at = self._alarm_at
+            if alarm_at:
+                if alarm_at <= start or alarm_at >= start + look_after / 2:
+                    return  # it has rung, and the watchdog will find this stretch
+                if len(running_stretches) > 1:
+                    return  # another thread's stretch may need it this soon
+            self._set_alarm(start + look_after, look_after)
+
+    def _run(self, alarm: Alarm) -> None:
+        while True:
+            alarm.wait()
             if self._stopping:
                 return
-            if timing is None:
-                sleep = None
-                continue
-            self._asleep_until_nudged = False
+            with self._setting:
+                timing = self._timing
+                if timing is None:
+                    continue
+                # Before looking: a stretch that begins from here on sets the alarm itself.
+                self._alarm_at = 0.0
+                stretches.alarm_stale_after = -math.inf
             look_after, interval = timing
             try:
-                sleep = self._sample_long_stretches(look_after, interval)
+                next_look = self._sample_long_stretches(look_after, interval)
             except Exception as error:  # noqa: BLE001 - the watchdog must outlive its bugs
                 self.errors.append(f"watchdog: {error!r}")
-                sleep = interval
+                next_look = clock() + interval
+            if next_look is None:
+                continue
+            with self._setting:
+                if self._timing is timing and not 0.0 < self._alarm_at <= next_look:
+                    self._set_alarm(next_look, look_after)
 
-    def _sample_long_stretches(self, look_after: float, interval: float) -> float:
-        """Sample the stretches older than `look_after`; return when to look again.
+    def _sample_long_stretches(self, look_after: float, interval: float) -> float | None:
+        """Sample the stretches older than `look_after`; return when to look again, or
+        None if no stretch runs (the next one sets the alarm).
 
-        Each wake costs the loop thread a GIL hand-off: the watchdog sleeps until the
-        oldest running stretch turns `look_after` old, and no stretch that starts later
-        can turn so before. A look every `interval` follows only while one is that old.
+        A look every `interval` follows only while a stretch is that old; a younger one
+        gets its look when it turns `look_after` old.
         """
         now = clock()
-        sleep = look_after
+        next_look = math.inf
         for thread, stretch in list(running_stretches.items()):
             age = now - stretch[0]
             if age < look_after:
-                sleep = min(sleep, look_after - age)
+                next_look = min(next_look, stretch[0] + look_after)
                 continue
-            sleep = min(sleep, interval)
+            next_look = min(next_look, now + interval)
             look = looks.get(thread)
             if look is None or look.stretch is not stretch:
                 look = Look(stretch)
@@ -162,7 +205,9 @@ class Watchdog:
                     clock(),
                     None if native_id is None else read_cpu_times(native_id),
                 )
-        return max(sleep, 0.0005)
+        if next_look == math.inf:
+            return None
+        return max(next_look, now + 0.0005)
 
     def _hangs(self, look: Look, now: float) -> bool:
         """Whether the stretch has just become a hang; each is shown once."""
@@ -193,3 +238,6 @@ def _describe_hang(seconds: float, stack: SampledStack) -> str:
 
 watchdog = Watchdog()
 """The process's one watchdog."""
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=watchdog.forget_parent)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import os
 import threading
 import time
+import warnings
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Coroutine, Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -285,12 +287,8 @@ def test_the_cpu_counts_of_a_running_thread_grow_as_it_runs() -> None:
     assert after.ran - before.ran > 0.02e9
 
 
-def test_a_look_at_a_computing_loop_thread_keeps_the_watchdog_sampling(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Reading the CPU counts once let go of the GIL a dozen times, each taking up to a
-    # switch interval to get back from the computing loop thread: the watchdog then took
-    # no sample for 46-90 ms of a 100 ms computation.
+def noting_samples(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When the watchdog samples the loop thread's stack, from now on."""
     import pytest_loopwatch.watchdog as watchdog_module
 
     sampled_at: list[float] = []
@@ -301,23 +299,174 @@ def test_a_look_at_a_computing_loop_thread_keeps_the_watchdog_sampling(
         return sample_stack(frame)
 
     monkeypatch.setattr(watchdog_module, "sample_stack", noting_the_time)
+    return sampled_at
+
+
+def noting_looks(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When the watchdog looks at the running stretches, from now on."""
+    from pytest_loopwatch.watchdog import Watchdog
+
+    looked_at: list[float] = []
+    look = Watchdog._sample_long_stretches
+
+    def noting_the_time(self: Watchdog, look_after: float, interval: float) -> float | None:
+        looked_at.append(time.perf_counter())
+        return look(self, look_after, interval)
+
+    monkeypatch.setattr(Watchdog, "_sample_long_stretches", noting_the_time)
+    return looked_at
+
+
+def test_a_look_at_a_computing_loop_thread_keeps_the_watchdog_sampling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reading the CPU counts once let go of the GIL a dozen times, each taking up to a
+    # switch interval to get back from the computing loop thread: the watchdog then took
+    # no sample for 46-90 ms of a 100 ms computation.
+    sampled_at = noting_samples(monkeypatch)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         deadline = time.perf_counter() + 0.1
         while time.perf_counter() < deadline:
             pass
 
-    watch = Watch(threshold=0.04)
-    start(watch)
     try:
-        asyncio.run(serve(wrap(app), {"type": "http"}))
+        watch = run_watched(0.04, serve(wrap(app), {"type": "http"}))
     finally:
-        stop(watch)
         shutdown()
     (stall,) = watch.stalls
     assert stall.samples >= 2
     # A look every 5 ms, each waiting up to a 5 ms switch interval for the GIL: 10-12 ms.
     assert max(later - earlier for earlier, later in itertools.pairwise(sampled_at)) < 0.035
+
+
+@pytest.fixture(params=["timer of the OS", "condition"])
+def alarm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The watchdog's alarm, each kind: Linux's timerfd and the condition used elsewhere."""
+    import pytest_loopwatch.alarm as alarm_module
+    import pytest_loopwatch.watchdog as watchdog_module
+
+    shutdown()  # the next watch starts a watchdog with the alarm chosen here
+    if request.param == "condition":
+        monkeypatch.setattr(watchdog_module, "new_alarm", alarm_module._ConditionAlarm)
+    elif not isinstance(alarm_module.new_alarm(), alarm_module._KernelAlarm):
+        pytest.skip("no timerfd here")
+    yield request.param
+    shutdown()
+
+
+async def fast_app(scope: Any, receive: Any, send: Any) -> None:
+    await asyncio.sleep(0)
+
+
+def stalling_for(seconds: float) -> tuple[ASGIApp, list[float]]:
+    """An app that sleeps `seconds` on the loop, and when each of its calls began."""
+    began: list[float] = []
+
+    async def stalling_app(scope: Any, receive: Any, send: Any) -> None:
+        began.append(time.perf_counter())
+        time.sleep(seconds)
+
+    return stalling_app, began
+
+
+async def requests_for(seconds: float, app: ASGIApp) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        await serve(app, {"type": "http"})
+
+
+def run_watched(threshold: float, main: Coroutine[Any, Any, None]) -> Watch:
+    """Run `main` on a new loop while a watch with `threshold` is active; that watch."""
+    watch = Watch(threshold=threshold)
+    start(watch)
+    try:
+        asyncio.run(main)
+    finally:
+        stop(watch)
+    return watch
+
+
+def test_the_watchdog_sleeps_through_fast_requests(
+    alarm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each wake of the watchdog slows a TestClient's next requests on a virtual machine:
+    # polling every 45 ms cost each request 1-2%. Stretches keep its alarm ahead instead.
+    looked_at = noting_looks(monkeypatch)
+    # A first look 45 ms into a stretch: polling, 22 looks in a second.
+    watch = run_watched(0.1, requests_for(1.0, wrap(fast_app)))
+    assert not watch.stalls
+    assert len(looked_at) <= 5
+
+
+def test_a_stall_after_fast_requests_is_sampled_by_half_the_threshold(
+    alarm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast requests keep moving the alarm later: it must still ring for the stall.
+    sampled_at = noting_samples(monkeypatch)
+    stalling_app, stall_began = stalling_for(0.25)
+
+    async def requests() -> None:
+        await requests_for(0.3, wrap(fast_app))
+        await serve(wrap(stalling_app), {"type": "http"})
+
+    watch = run_watched(0.1, requests())
+    (stall,) = watch.stalls
+    assert stall.samples >= 2
+    # First look 45 ms in (a sleeping loop thread lets go of the GIL at once); the goal
+    # is half the threshold plus 10 ms, and a busy machine gets 40 ms more here.
+    assert sampled_at[0] - stall_began[0] < 0.1
+
+
+def test_fast_requests_on_one_loop_do_not_put_off_the_look_at_a_stall_on_another(
+    alarm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A live server's loop in a thread stalls while the test's own loop serves fast
+    # requests: those must not keep moving the alarm past the server's stall.
+    looked_at = noting_looks(monkeypatch)
+    stalling_app, stall_began = stalling_for(0.4)
+
+    watch = Watch(threshold=0.1)
+    start(watch)
+    try:
+        asyncio.run(requests_for(0.1, wrap(fast_app)))  # the alarm is ahead of these now
+        server = threading.Thread(target=asyncio.run, args=(serve(wrap(stalling_app), {}),))
+        server.start()
+        asyncio.run(requests_for(0.5, wrap(fast_app)))
+        server.join()
+    finally:
+        stop(watch)
+    (stall,) = watch.stalls
+    assert stall.samples >= 2
+    assert min(t for t in looked_at if t > stall_began[0]) - stall_began[0] < 0.1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_that_watches_gets_a_watchdog_of_its_own() -> None:
+    # The child has the parent's watchdog object but not its thread, and shares its
+    # alarm's timer: moving that would put off the parent's looks.
+    stalling_app, _ = stalling_for(0.25)
+
+    def stall_sampled() -> bool:
+        watch = run_watched(0.1, serve(wrap(stalling_app), {"type": "http"}))
+        return len(watch.stalls) == 1 and watch.stalls[0].samples >= 2
+
+    assert stall_sampled()  # the parent's watchdog runs, with its alarm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads
+        child = os.fork()
+    if child == 0:
+        code = 2
+        try:
+            code = 0 if stall_sampled() else 1
+        finally:
+            os._exit(code)
+    try:
+        assert stall_sampled()
+    finally:
+        _, status = os.waitpid(child, 0)
+        shutdown()
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_stretch_spent_starting_a_thread_is_told_from_one_that_blocks() -> None:
