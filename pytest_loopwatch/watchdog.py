@@ -98,15 +98,24 @@ class Watchdog:
         thread, alarm = self._thread, self._alarm
         if thread is None or alarm is None:
             return
+        self._thread = self._alarm = None
         with self._setting:
             # Paused first, so that no stretch sets the alarm later again.
             self._timing = None
             stretches.alarm_stale_after = math.inf
             self._stopping = True
-            alarm.ring_at(clock())
-        thread.join()
-        alarm.close()
-        self._thread = self._alarm = None
+            try:
+                alarm.ring_at(clock())
+                rung = True
+            except Exception as error:  # noqa: BLE001 - closing the alarm may end its wait
+                self.errors.append(f"stopping the watchdog: {error!r}")
+                rung = False
+        if rung:
+            thread.join()
+            alarm.close()
+        else:
+            alarm.close()  # the last way to end its wait
+            thread.join(timeout=1.0)  # past that, a daemon left waiting for nothing
 
     def forget_parent(self) -> None:
         """In a child the process forked: the thread is the parent's, and the alarm's
@@ -146,7 +155,11 @@ class Watchdog:
 
     def _run(self, alarm: Alarm) -> None:
         while True:
-            alarm.wait()
+            try:
+                alarm.wait()
+            except OSError as error:  # the alarm is gone: stretches are still timed, unseen
+                self.errors.append(f"watchdog: waiting for its alarm: {error!r}")
+                return
             if self._stopping:
                 return
             with self._setting:

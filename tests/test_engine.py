@@ -349,8 +349,11 @@ def alarm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     shutdown()  # the next watch starts a watchdog with the alarm chosen here
     if request.param == "condition":
         monkeypatch.setattr(watchdog_module, "new_alarm", alarm_module._ConditionAlarm)
-    elif not isinstance(alarm_module.new_alarm(), alarm_module._KernelAlarm):
-        pytest.skip("no timerfd here")
+    else:
+        kernel_alarm = alarm_module.new_alarm()
+        kernel_alarm.close()
+        if not isinstance(kernel_alarm, alarm_module._KernelAlarm):
+            pytest.skip("no timerfd here")
     yield request.param
     shutdown()
 

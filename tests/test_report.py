@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import re
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -10,6 +13,7 @@ from conftest import line_of
 
 import pytest_loopwatch.asgi
 import pytest_loopwatch.spawned
+import pytest_loopwatch.watchdog
 
 
 def test_the_stack_shows_user_frames_and_folds_library_frames(
@@ -144,6 +148,36 @@ def test_an_error_inside_loopwatch_is_reported_and_the_suite_carries_on(
         ]
     )
     result.stdout.no_fnmatch_line("INTERNALERROR*")
+
+
+def test_a_watchdog_whose_alarm_fails_leaves_stalls_timed_and_says_so(
+    pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class AlarmThatCannotBeSet:
+        def __init__(self) -> None:
+            self._closed = threading.Event()
+
+        def ring_at(self, when: float) -> NoReturn:
+            raise OSError(errno.EINVAL, "timerfd_settime")
+
+        def wait(self) -> None:
+            self._closed.wait()
+
+        def close(self) -> None:
+            self._closed.set()
+
+    monkeypatch.setattr(pytest_loopwatch.watchdog, "new_alarm", AlarmThatCannotBeSet)
+    pytester.makepyfile("def test_blocks(test_client):\n    test_client.get('/sleep')\n")
+    result = pytester.runpytest("--loopwatch")
+    # Timed as ever, only not located; the session ends, the watchdog with it.
+    assert result.parseoutcomes() == {"failed": 1, "warnings": 1}
+    report = result.stdout.str()
+    assert re.search(r"^  blocked 3\d\d ms \(no stack sample", report, re.MULTILINE)
+    assert (
+        "LoopwatchInternalWarning: loopwatch internal error: "
+        "setting the watchdog's alarm: OSError(22, 'timerfd_settime')" in report
+    )
+    assert "INTERNALERROR" not in report
 
 
 def test_a_failure_to_follow_tasks_never_reaches_the_app(
