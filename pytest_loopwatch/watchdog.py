@@ -147,8 +147,10 @@ class Watchdog:
             look_after = timing[0]
             alarm_at = self._alarm_at
             if alarm_at:
-                if alarm_at <= start or alarm_at >= start + look_after / 2:
-                    return  # it has rung, and the watchdog will find this stretch
+                if alarm_at <= start:
+                    return  # it has rung: the watchdog, about to look, finds this stretch
+                if alarm_at >= start + look_after / 2:
+                    return  # another thread's stretch has just set it far enough ahead
                 if len(running_stretches) > 1:
                     return  # another thread's stretch may need it this soon
             self._set_alarm(start + look_after, look_after)
