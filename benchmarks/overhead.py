@@ -189,18 +189,22 @@ def main() -> None:
         ("ASGITransport, 100 tasks", through_asgi_transport, "/spawn", args.requests // 10),
     ]
     print(f"batches of {args.requests} requests, {args.rounds} rounds; median of time / plain time")
-    print(f"{'case':<26}" + "".join(f"{side:>26}" for side in SIDES[1:]))
+    print(f"{'case':<26}{'plain µs':>10}" + "".join(f"{side:>26}" for side in SIDES[1:]))
     results = []
     for name, run, path, requests in cases:
         figures: dict[str, tuple[float, float, float]] = {}
+        plain_batches: list[float] = []
         for sides in ROUNDS_OF:
-            figures.update(summary(run(path, requests, args.rounds, sides)))
+            times = run(path, requests, args.rounds, sides)
+            figures.update(summary(times))
+            plain_batches.extend(times["plain"])
         results.append((name, figures))
+        plain_per_request = statistics.median(plain_batches) / requests * 1e6
         cells = "".join(
             f"{f'{ratio:.3f} ({low:.2f}-{high:.2f})':>26}"
             for ratio, low, high in (figures[side] for side in SIDES[1:])
         )
-        print(f"{name:<26}{cells}")
+        print(f"{name:<26}{plain_per_request:>10.1f}{cells}")
     if args.plot:
         plot(args.plot, results)
         print(f"plot: {args.plot}")
