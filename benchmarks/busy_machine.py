@@ -21,7 +21,7 @@ import time
 import httpx
 from fastapi import FastAPI
 
-from pytest_loopwatch.interception import Interception
+from pytest_loopwatch import wrap
 from pytest_loopwatch.watch import Watch, shutdown, start, stop
 
 THRESHOLD = 0.1
@@ -42,12 +42,10 @@ def app_computing(seconds: float) -> FastAPI:
 async def measure(app: FastAPI, runs: int) -> list[tuple[float, float]]:
     """(wall time, reported duration) of each request."""
     results = []
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=wrap(app))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         for _ in range(runs):
-            interception = Interception()
             watch = Watch(threshold=THRESHOLD)
-            interception.install()
             start(watch)
             try:
                 started = time.perf_counter()
@@ -55,7 +53,6 @@ async def measure(app: FastAPI, runs: int) -> list[tuple[float, float]]:
                 wall = time.perf_counter() - started
             finally:
                 stop(watch)
-                interception.uninstall()
             results.append((wall, sum(stall.duration for stall in watch.stalls)))
     return results
 

@@ -150,7 +150,7 @@ class Watchdog:
                 if alarm_at <= start:
                     return  # it has rung: the watchdog, about to look, finds this stretch
                 if alarm_at >= start + look_after / 2:
-                    return  # another thread's stretch has just set it far enough ahead
+                    return  # set far enough ahead since this stretch read it
                 if len(running_stretches) > 1:
                     return  # another thread's stretch may need it this soon
             self._set_alarm(start + look_after, look_after)

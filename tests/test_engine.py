@@ -57,6 +57,17 @@ async def serve(app: ASGIApp, scope: dict[str, Any]) -> None:
     await app(scope, receive, send)
 
 
+def run_watched(threshold: float, main: Coroutine[Any, Any, None]) -> Watch:
+    """Run `main` on a new loop while a watch with `threshold` is active; that watch."""
+    watch = Watch(threshold=threshold)
+    start(watch)
+    try:
+        asyncio.run(main)
+    finally:
+        stop(watch)
+    return watch
+
+
 @pytest.fixture
 def watch() -> Iterator[Watch]:
     watch = Watch(threshold=0.05)
@@ -377,17 +388,6 @@ async def requests_for(seconds: float, app: ASGIApp) -> None:
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         await serve(app, {"type": "http"})
-
-
-def run_watched(threshold: float, main: Coroutine[Any, Any, None]) -> Watch:
-    """Run `main` on a new loop while a watch with `threshold` is active; that watch."""
-    watch = Watch(threshold=threshold)
-    start(watch)
-    try:
-        asyncio.run(main)
-    finally:
-        stop(watch)
-    return watch
 
 
 def test_the_watchdog_sleeps_through_fast_requests(
