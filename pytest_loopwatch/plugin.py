@@ -1,67 +1,73 @@
-"""The pytest hooks: the plugin's whole surface, handing the work to settings, watch and report."""
+"""The pytest hooks: the plugin's whole surface, handing the work to the settings, the
+engine and the reporting.
+
+Importing this module (pytest does, in every run of every project that installs
+loopwatch) loads none of the engine: it is imported on the first watched test.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baseline import BaselineKey, baseline_document, load_baseline, stall_key
-from .durations import ACCEPTED_FORMS, format_duration
-from .findings import Finding, from_json, report_document, to_json
-from .interception import Interception
-from .report import format_stalls, one_line
-from .settings import (
+from . import _internal_errors
+from ._baseline import BaselineKey, baseline_document, load_baseline, stall_key
+from ._durations import ACCEPTED_FORMS, format_duration
+from ._findings import Finding, from_json, report_document, to_json
+from ._report import format_stalls, one_line
+from ._run import RunState, TestState
+from ._settings import (
+    ALLOW_FORM,
     MARKER,
     MARKER_SIGNATURE,
     THRESHOLD_ENV,
-    Settings,
-    hang_after,
-    run_mode,
-    session_settings,
+    run_settings,
     settings_for_test,
 )
-from .strict import ALLOW_FORM, InvalidAllowPattern, check_allowed, strict_mode
-from .summary import summary_lines
-from .watch import Watch, shutdown, start, stop
-from .watchdog import watchdog
+from ._summary import summary_lines
+from ._warnings import LoopwatchInternalWarning, LoopwatchWarning
 
-RUN_SETTINGS = pytest.StashKey[Settings]()
-TEST_SETTINGS = pytest.StashKey[Settings]()
-TEST_WATCH = pytest.StashKey[Watch]()
-INTERCEPTION = pytest.StashKey[Interception]()
-INTERNAL_ERRORS = pytest.StashKey[list[str]]()
-FINDINGS = pytest.StashKey[list[Finding]]()
-MODE = pytest.StashKey[str]()
-BASELINE = pytest.StashKey[set[BaselineKey]]()
-ANY_WATCHED = pytest.StashKey[bool]()
-ALLOWED = pytest.StashKey[tuple[str, ...]]()
-RUNNING_TEST = pytest.StashKey[str]()
-OUTER_HANG = pytest.StashKey[tuple[float | None, Callable[[str], None] | None]]()
-WORKER_OUTPUT_KEY = "loopwatch_stalls"
+if TYPE_CHECKING:
+    from ._watch import Watch
+
+RUN = pytest.StashKey[RunState]()
+TEST = pytest.StashKey[TestState]()
+WORKER_OUTPUT_KEY = "loopwatch"
 
 REPORT_SECTION = "loopwatch"
 
-
-class LoopwatchWarning(pytest.PytestWarning):
-    """A stall, reported as a warning under --loopwatch-mode=warn."""
-
-
-class LoopwatchInternalWarning(pytest.PytestWarning):
-    """An error of loopwatch itself; the test's outcome is left to the test."""
+_CLI_OPTIONS = (
+    "loopwatch",
+    "loopwatch_threshold",
+    "loopwatch_strict",
+    "loopwatch_threshold_only",
+    "loopwatch_mode",
+    "loopwatch_hang",
+    "loopwatch_report",
+    "loopwatch_baseline",
+    "loopwatch_update_baseline",
+)
+_INI_OPTIONS = {
+    "loopwatch": "true or false",
+    "loopwatch_threshold": f"a string: {ACCEPTED_FORMS}",
+    "loopwatch_strict": "true or false",
+    "loopwatch_mode": "fail or warn",
+    "loopwatch_hang": f"a string: {ACCEPTED_FORMS}",
+    "loopwatch_allow": f"one pattern per line: {ALLOW_FORM}",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register `--loopwatch`, `--loopwatch-threshold`, `--loopwatch-report` and the ini keys."""
-    group = parser.getgroup("loopwatch", "fail tests whose ASGI app code stalls the event loop")
+    """Register the `--loopwatch*` options and the `loopwatch*` ini keys."""
+    group = parser.getgroup("loopwatch", "fail tests whose ASGI app code blocks the event loop")
     group.addoption(
         "--loopwatch",
         action="store_true",
@@ -76,10 +82,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"(default 100ms; env {THRESHOLD_ENV})",
     )
     group.addoption(
+        "--loopwatch-threshold-only",
+        action="store_true",
+        default=None,
+        help="fail on stretches over the threshold only, not on known blocking calls "
+        "(time.sleep, sync HTTP and database clients, files, subprocesses) however fast",
+    )
+    group.addoption(
+        "--loopwatch-strict",
+        action="store_true",
+        default=None,
+        help="watch, catching known blocking calls however fast (the default since 0.2)",
+    )
+    group.addoption(
         "--loopwatch-mode",
         default=None,
         metavar="fail|warn",
-        help="fail the tests that stall (default), or only warn and summarise",
+        help="fail the tests that block the loop (default), or only warn and summarise",
     )
     group.addoption(
         "--loopwatch-baseline",
@@ -100,13 +119,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write every stall of the run to PATH as JSON (schema: report.schema.json)",
     )
     group.addoption(
-        "--loopwatch-strict",
-        action="store_true",
-        default=None,
-        help="also fail on known blocking calls (time.sleep, sockets, files, subprocesses, "
-        "sqlite3) that app code makes on the loop, however fast",
-    )
-    group.addoption(
         "--loopwatch-hang",
         metavar="DURATION",
         default=None,
@@ -115,93 +127,62 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "loopwatch", "watch ASGI apps in every test, as --loopwatch", type="bool", default=False
     )
-    parser.addini("loopwatch_hang", "default for --loopwatch-hang", default="")
-    parser.addini("loopwatch_strict", "default for --loopwatch-strict", type="bool", default=False)
+    parser.addini("loopwatch_threshold", "default for --loopwatch-threshold", default="")
+    parser.addini(
+        "loopwatch_strict",
+        "false: only the threshold counts, as --loopwatch-threshold-only (default true)",
+        default="",
+    )
     parser.addini(
         "loopwatch_allow",
-        f"strict mode lets pass the blocking calls made under these frames: {ALLOW_FORM}",
+        f"blocking calls and stalls under these frames pass: {ALLOW_FORM}",
         type="linelist",
         default=[],
     )
-    parser.addini("loopwatch_threshold", "default for --loopwatch-threshold", default="")
     parser.addini("loopwatch_mode", "default for --loopwatch-mode: fail or warn", default="")
+    parser.addini("loopwatch_hang", "default for --loopwatch-hang", default="")
 
 
-def _getini(config: pytest.Config, name: str, accepted: str) -> object:
-    # pytest's own coercion of a bad value ends in a message that names neither the
-    # option nor what it takes (or, on older pytest, in an INTERNALERROR).
-    try:
-        return config.getini(name)
-    except (pytest.UsageError, ValueError, TypeError) as error:
-        raise pytest.UsageError(f"ini option {name}: {error}; use {accepted}") from None
+def _ini(config: pytest.Config) -> dict[str, object]:
+    values = {}
+    for name, accepted in _INI_OPTIONS.items():
+        # pytest's own coercion of a bad value ends in a message that names neither the
+        # option nor what it takes (or, on older pytest, in an INTERNALERROR).
+        try:
+            values[name] = config.getini(name)
+        except (pytest.UsageError, ValueError, TypeError) as error:
+            raise pytest.UsageError(f"ini option {name}: {error}; use {accepted}") from None
+    return values
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Validate every setting up front, so a typo stops the run before any test (exit 4)."""
     config.addinivalue_line(
         "markers",
-        f"{MARKER_SIGNATURE}: watch this test's ASGI apps for event-loop stalls "
+        f"{MARKER_SIGNATURE}: watch this test's ASGI apps for blocking calls and stalls "
         "(or, with False, do not)",
     )
-    config.stash[RUN_SETTINGS] = session_settings(
-        cli_enabled=config.getoption("loopwatch"),
-        cli_threshold=config.getoption("loopwatch_threshold"),
-        env_threshold=os.environ.get(THRESHOLD_ENV),
-        ini_enabled=_getini(config, "loopwatch", "true or false"),
-        ini_threshold=_getini(config, "loopwatch_threshold", f"a string: {ACCEPTED_FORMS}"),
-        cli_strict=config.getoption("loopwatch_strict"),
-        ini_strict=_getini(config, "loopwatch_strict", "true or false"),
+    settings = run_settings(
+        cli={name: config.getoption(name) for name in _CLI_OPTIONS},
+        ini=_ini(config),
+        env=os.environ,
     )
-    allowed = list(config.getini("loopwatch_allow"))
-    try:
-        check_allowed(allowed)
-    except InvalidAllowPattern as error:
-        raise pytest.UsageError(
-            f"ini option loopwatch_allow: {error.args[0]!r} is not valid; use {ALLOW_FORM}"
-        ) from None
-    config.stash[ALLOWED] = tuple(allowed)
-    if config.stash[RUN_SETTINGS].strict:
-        # Before the tests' modules import the app: SQLite connections opened at import
+    config.stash[RUN] = RunState(
+        settings=settings,
+        baseline=_known_stalls(config, settings.baseline, settings.update_baseline),
+    )
+    if settings.test.enabled and settings.test.strict:
+        from ._calls import call_catcher
+
+        # Before the test modules import the app: SQLite connections opened at import
         # are traced only if the hook already listens.
-        strict_mode.install_hook()
-    config.stash[INTERCEPTION] = Interception()
-    config.stash[INTERNAL_ERRORS] = []
-    config.stash[FINDINGS] = []
-    config.stash[ANY_WATCHED] = False
-    config.stash[MODE] = run_mode(
-        cli_mode=config.getoption("loopwatch_mode"),
-        ini_mode=_getini(config, "loopwatch_mode", "fail or warn"),
-    )
-    config.stash[BASELINE] = _known_stalls(config)
-    config.stash[OUTER_HANG] = (watchdog.hang_after, watchdog.on_hang)
-    watchdog.hang_after = hang_after(
-        cli_hang=config.getoption("loopwatch_hang"),
-        ini_hang=_getini(config, "loopwatch_hang", f"a string: {ACCEPTED_FORMS}"),
-    )
-    watchdog.on_hang = functools.partial(_show_hang, config)
+        call_catcher.install_hook()
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "loopwatch-xdist")
 
 
-def _show_hang(config: pytest.Config, description: str) -> None:
-    """Print a hang on the terminal now, past pytest's capture: the test may never end."""
-    capture = config.pluginmanager.getplugin("capturemanager")
-    writer = config.get_terminal_writer()
-    test = config.stash.get(RUNNING_TEST, "")
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        writer.line()
-        writer.sep("!", f"loopwatch: hang in {test}" if test else "loopwatch: hang")
-        writer.line(description)
-        writer.flush()
-
-
-def _known_stalls(config: pytest.Config) -> set[BaselineKey]:
-    path = config.getoption("loopwatch_baseline")
-    if path is None:
-        if config.getoption("loopwatch_update_baseline"):
-            raise pytest.UsageError("--loopwatch-update-baseline needs --loopwatch-baseline=PATH")
-        return set()
-    if config.getoption("loopwatch_update_baseline"):
+def _known_stalls(config: pytest.Config, path: str | None, update: bool) -> set[BaselineKey]:
+    if path is None or update:
         return set()
     try:
         return load_baseline(Path(config.invocation_params.dir, path))
@@ -214,27 +195,30 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    """Say that loopwatch watches every test, and with which threshold."""
-    settings = config.stash[RUN_SETTINGS]
+    """Say that loopwatch watches every test, what it fails on, and its threshold."""
+    settings = config.stash[RUN].settings.test
     if not settings.enabled:
         return None
-    strict = ", strict" if settings.strict else ""
+    calls = "blocking calls and " if settings.strict else ""
     return (
-        f"loopwatch: watching every test, threshold {format_duration(settings.threshold)}{strict}"
+        f"loopwatch: watching every test for {calls}stalls over "
+        f"{format_duration(settings.threshold)}"
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Settle each test's settings now, so a bad marker fails the run before any test runs."""
-    run = config.stash[RUN_SETTINGS]
+    run = config.stash[RUN].settings.test
     for item in items:
         marker = item.get_closest_marker(MARKER)
         try:
-            item.stash[TEST_SETTINGS] = settings_for_test(
-                run,
-                None if marker is None else marker.args,
-                {} if marker is None else dict(marker.kwargs),
-                "loopwatch" in getattr(item, "fixturenames", ()),
+            item.stash[TEST] = TestState(
+                settings_for_test(
+                    run,
+                    None if marker is None else marker.args,
+                    {} if marker is None else dict(marker.kwargs),
+                    "loopwatch" in getattr(item, "fixturenames", ()),
+                )
             )
         except pytest.UsageError as error:
             raise pytest.UsageError(f"{item.nodeid}: {error}") from None
@@ -257,80 +241,115 @@ def _internal_error(item: pytest.Item, error: BaseException | str) -> None:
     )
 
 
-def _settings(item: pytest.Item) -> Settings:
-    return item.stash.get(TEST_SETTINGS, None) or item.config.stash[RUN_SETTINGS]
+def _test_state(item: pytest.Item) -> TestState:
+    state = item.stash.get(TEST, None)
+    if state is None:  # an item that was not collected the usual way
+        state = item.stash[TEST] = TestState(item.config.stash[RUN].settings.test)
+    return state
 
 
 def _begin(item: pytest.Item) -> None:
-    settings = _settings(item)
-    allowed = item.config.stash[ALLOWED]
-    watch = Watch(settings.threshold, strict=settings.strict, allowed=allowed)
-    item.stash[TEST_WATCH] = watch
-    item.config.stash[RUNNING_TEST] = item.nodeid
-    if not settings.enabled:
+    state = _test_state(item)
+    run = item.config.stash[RUN]
+    run.running_test = item.nodeid
+    if not state.settings.enabled:
         return
-    item.config.stash[ANY_WATCHED] = True
+    run.any_watched = True
     try:
-        item.config.stash[INTERCEPTION].install()
-        start(watch)
+        # By module path, never `from . import _engine`: that takes the package's
+        # attribute, which an in-process pytester session may leave pointing at an engine
+        # it dropped from sys.modules while the rest is imported afresh.
+        import pytest_loopwatch._engine as engine
+
+        from ._interception import Interception
+        from ._watch import Watch
+
+        if run.interception is None:
+            run.interception = Interception()
+            run.outer_hang = engine.show_hangs(run.settings.hang_after, _hang_display(item.config))
+        settings = state.settings
+        state.watch = Watch(
+            settings.threshold, strict=settings.strict, allowed=run.settings.allowed
+        )
+        engine.start(state.watch, run.interception)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not start watching: {error!r}")
 
 
+def _hang_display(config: pytest.Config) -> Any:
+    def show(description: str) -> None:
+        """Print a hang on the terminal now, past pytest's capture: the test may never end."""
+        capture = config.pluginmanager.getplugin("capturemanager")
+        writer = config.get_terminal_writer()
+        test = config.stash[RUN].running_test
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            writer.line()
+            writer.sep("!", f"loopwatch: hang in {test}" if test else "loopwatch: hang")
+            writer.line(description)
+            writer.flush()
+
+    return show
+
+
 def _check(item: pytest.Item, when: str, failed: bool) -> None:
     """Fail this phase with the stalls it recorded; next to an existing failure, add them."""
-    watch = item.stash.get(TEST_WATCH, None)
-    if watch is None or not _settings(item).enabled:
+    watch = _test_state(item).watch
+    if watch is None:
         return
     config = item.config
+    run = config.stash[RUN]
     base = str(config.invocation_params.dir)
     try:
         stalls = watch.take_unreported()
-        config.stash[FINDINGS].extend(Finding(item.nodeid, stall) for stall in stalls)
+        run.findings.extend(Finding(item.nodeid, stall) for stall in stalls)
         for stall in stalls:
             item.user_properties.append(("loopwatch_stall", one_line(stall, base)))
-        known = config.stash[BASELINE]
-        new = [s for s in stalls if stall_key(item.nodeid, s, base) not in known]
+        new = [s for s in stalls if stall_key(item.nodeid, s, base) not in run.baseline]
         text = format_stalls(new, base) if new else ""
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not report stalls: {error!r}")
         return
-    if not text or config.getoption("loopwatch_update_baseline"):
+    if not text or run.settings.update_baseline:
         return
     if failed:
         item.add_report_section(when, REPORT_SECTION, text)
-    elif config.stash[MODE] == "warn":
+    elif run.settings.mode == "warn":
         warnings.warn(LoopwatchWarning(text), stacklevel=1)
     else:
         pytest.fail(text, pytrace=False)
 
 
-def _patch_clients_imported_since(item: pytest.Item) -> None:
+def _watch_clients_imported_since(item: pytest.Item) -> None:
     """A test client imported by the previous phase (a fixture's import) is watched from now on."""
-    if item.stash.get(TEST_WATCH, None) is None or not _settings(item).enabled:
+    interception = item.config.stash[RUN].interception
+    if _test_state(item).watch is None or interception is None:
         return
     try:
-        item.config.stash[INTERCEPTION].install()
+        _engine().watch_clients_imported_since(interception)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not watch the test clients: {error!r}")
 
 
 def _end(item: pytest.Item) -> None:
-    watch = item.stash.get(TEST_WATCH, None)
-    if watch is None or not _settings(item).enabled:
+    watch = _test_state(item).watch
+    run = item.config.stash[RUN]
+    if watch is None or run.interception is None:
         return
+
+    import pytest_loopwatch._engine as engine
+
+    run.app_calls += watch.app_calls
     try:
-        stop(watch)
-        item.config.stash[INTERCEPTION].uninstall()
+        engine.stop(watch, run.interception)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not stop watching: {error!r}")
-    for message in watch.internal_errors:
+    for message in engine.internal_errors():
         _internal_error(item, message)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    """Start watching before the first fixture, and fail setup if a fixture's request stalled."""
+    """Start watching before the first fixture, and fail setup if a fixture's request blocked."""
     _begin(item)
     try:
         result = yield
@@ -343,8 +362,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Fail the test after it ran if its app code stalled the loop."""
-    _patch_clients_imported_since(item)
+    """Fail the test after it ran if its app code blocked the loop."""
+    _watch_clients_imported_since(item)
     try:
         result = yield
     except BaseException:
@@ -356,8 +375,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """Stop watching after the last fixture, failing teardown if a finalizer's request stalled."""
-    _patch_clients_imported_since(item)
+    """Stop watching after the last fixture, failing teardown if a finalizer's request blocked."""
+    _watch_clients_imported_since(item)
     try:
         result = yield
     except BaseException:
@@ -372,26 +391,35 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 @pytest.fixture
 def loopwatch(request: pytest.FixtureRequest) -> Watch:
     """Watch this test's ASGI apps even without --loopwatch; holds its stalls and `wrap(app)`."""
-    watch: Watch = request.node.stash[TEST_WATCH]
+    watch = _test_state(request.node).watch
+    if watch is None:  # watching could not start: the internal error says why
+        from ._watch import Watch
+
+        watch = Watch(_test_state(request.node).settings.threshold)
     return watch
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Hand a worker's stalls to the controller; write the JSON report where asked."""
     config = session.config
-    findings = config.stash.get(FINDINGS, [])
+    run = config.stash.get(RUN, None)
+    if run is None:
+        return
     base = str(config.invocation_params.dir)
     if _is_worker(config):
         workeroutput: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
-        workeroutput[WORKER_OUTPUT_KEY] = [to_json(finding, base) for finding in findings]
+        workeroutput[WORKER_OUTPUT_KEY] = {
+            "stalls": [to_json(finding, base) for finding in run.findings],
+            "app_calls": run.app_calls,
+            "any_watched": run.any_watched,
+        }
         return
-    path = config.getoption("loopwatch_report")
-    if path is not None:
-        document = report_document(findings, config.stash[RUN_SETTINGS].threshold, base)
-        _write_json(config, path, document)
-    baseline = config.getoption("loopwatch_baseline")
-    if baseline is not None and config.getoption("loopwatch_update_baseline"):
-        _write_json(config, baseline, baseline_document(findings, base))
+    settings = run.settings
+    if settings.report is not None:
+        document = report_document(run.findings, settings.test.threshold, base)
+        _write_json(config, settings.report, document)
+    if settings.baseline is not None and settings.update_baseline:
+        _write_json(config, settings.baseline, baseline_document(run.findings, base))
 
 
 def _write_json(config: pytest.Config, path: str, document: object) -> None:
@@ -399,7 +427,7 @@ def _write_json(config: pytest.Config, path: str, document: object) -> None:
         target = Path(config.invocation_params.dir, path)
         _write_atomically(target, json.dumps(document, indent=2) + "\n")
     except OSError as error:
-        config.stash[INTERNAL_ERRORS].append(f"could not write {path}: {error}")
+        _internal_errors.note(f"could not write {path}: {error}")
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -410,31 +438,41 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(file.name, path)
 
 
+def _count(number: int, what: str) -> str:
+    return f"1 {what}" if number == 1 else f"{number} {what}s"
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Stalls by route and blocking line, worst first; and any error of loopwatch itself."""
     config = terminalreporter.config
-    if _is_worker(config):
+    run = config.stash.get(RUN, None)
+    if run is None or _is_worker(config):
         return
-    findings = config.stash.get(FINDINGS, [])
     base = str(config.invocation_params.dir)
-    known = config.stash.get(BASELINE, set())
-    if findings:
+    if run.findings:
         terminalreporter.section("loopwatch", yellow=True)
-        for line in summary_lines(findings, base):
+        for line in summary_lines(run.findings, base):
             terminalreporter.line(line)
-    if known:
-        seen = {stall_key(f.test, f.stall, base) for f in findings}
-        stale = sorted(known - seen, key=str)
+    if run.baseline:
+        seen = {stall_key(f.test, f.stall, base) for f in run.findings}
+        stale = sorted(run.baseline - seen, key=str)
         terminalreporter.line(
-            f"loopwatch baseline: {len(known & seen)} known stalls did not fail, "
-            f"{len(stale)} stale entries"
+            f"loopwatch baseline: {_count(len(run.baseline & seen), 'known stall')} did not "
+            f"fail, {_count(len(stale), 'stale entry').replace('entrys', 'entries')}"
         )
         for test, route, where in stale:
             terminalreporter.line(f"  stale: {test} {route} at {where}")
-    if not findings and config.stash.get(ANY_WATCHED, False):
-        threshold = format_duration(config.stash[RUN_SETTINGS].threshold)
-        terminalreporter.line(f"loopwatch: no stalls (threshold {threshold})")
-    errors = config.stash.get(INTERNAL_ERRORS, [])
+    if not run.findings and run.any_watched:
+        threshold = format_duration(run.settings.test.threshold)
+        if run.app_calls:
+            watched = f"{_count(run.app_calls, 'app call')} watched"
+        else:
+            watched = (
+                "no app call watched: no test called an app through httpx's or httpx2's "
+                "ASGITransport, Starlette's TestClient or loopwatch.wrap()"
+            )
+        terminalreporter.line(f"loopwatch: no stalls (threshold {threshold}, {watched})")
+    errors = _internal_errors.take()
     if errors:
         terminalreporter.section("loopwatch internal errors", yellow=True)
         for error in errors:
@@ -450,19 +488,24 @@ class _XdistController:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """Merge what one worker found, so summary and report cover each stall once."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY, [])
-        threshold = self._config.stash[RUN_SETTINGS].threshold
-        findings = self._config.stash[FINDINGS]
-        findings.extend(from_json(entry, threshold) for entry in payload)
-        if payload:
-            self._config.stash[ANY_WATCHED] = True
+        payload = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY, {})
+        run = self._config.stash[RUN]
+        threshold = run.settings.test.threshold
+        run.findings.extend(from_json(entry, threshold) for entry in payload.get("stalls", []))
+        run.app_calls += payload.get("app_calls", 0)
+        run.any_watched = run.any_watched or payload.get("any_watched", False)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave nothing behind: no patched class, no watchdog thread."""
-    interception = config.stash.get(INTERCEPTION, None)
-    if interception is not None:
-        interception.uninstall()
-    shutdown()
+    run = config.stash.get(RUN, None)
+    if run is None or run.interception is None:
+        return
+
+    import pytest_loopwatch._engine as engine
+
+    run.interception.uninstall()
+    engine.shutdown()
     # A session inside a session (pytester) hands the hang display back to the outer one.
-    watchdog.hang_after, watchdog.on_hang = config.stash.get(OUTER_HANG, (None, None))
+    if run.outer_hang is not None:
+        engine.show_hangs(*run.outer_hang)

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 
 from pytest_loopwatch import Frame, LoopwatchMiddleware, Request, Stall, Watch, wrap
-from pytest_loopwatch.asgi import ASGIApp
-from pytest_loopwatch.contention import CpuTimes, read_cpu_times, time_kept_from_cpu
-from pytest_loopwatch.durations import InvalidDuration, format_duration, parse_duration
-from pytest_loopwatch.findings import Finding
-from pytest_loopwatch.locations import blocking_stack, is_user_code
-from pytest_loopwatch.summary import summary_lines
-from pytest_loopwatch.watch import shutdown, start, stop
+from pytest_loopwatch._asgi import ASGIApp
+from pytest_loopwatch._contention import CpuTimes, read_cpu_times, time_kept_from_cpu
+from pytest_loopwatch._durations import InvalidDuration, format_duration, parse_duration
+from pytest_loopwatch._engine import shutdown, start, stop
+from pytest_loopwatch._findings import Finding
+from pytest_loopwatch._stacks import blocking_stack, is_user_code
+from pytest_loopwatch._stretches import running_stretches
+from pytest_loopwatch._summary import summary_lines
 
 
 @pytest.mark.parametrize(
@@ -134,12 +135,21 @@ def test_exceptions_and_cancellation_pass_through_untouched(watch: Watch) -> Non
 
 
 def test_without_an_active_watch_the_app_runs_untimed() -> None:
+    timed: list[bool] = []
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        timed.append(threading.get_ident() in running_stretches)
         time.sleep(0.06)
 
     watch = Watch(threshold=0.05)
+    start(watch)
+    try:
+        asyncio.run(serve(wrap(app), {"type": "http"}))
+    finally:
+        stop(watch)
     asyncio.run(serve(wrap(app), {"type": "http"}))
-    assert watch.stalls == ()
+    assert timed == [True, False]
+    assert len(watch.stalls) == 1
 
 
 def test_a_watched_app_inside_a_watched_app_is_timed_once(watch: Watch) -> None:
@@ -157,15 +167,16 @@ def test_the_blocking_location_is_the_most_sampled_user_line() -> None:
     library = asyncio.__file__
     samples = Counter(
         {
-            ((user, 10, "handler"), (library, 5, "run")): 3,
-            ((user, 10, "handler"), (library, 6, "run")): 3,
-            ((user, 20, "handler"),): 4,
+            ((user, 10, "handler", "app", True), (library, 5, "run", "asyncio", False)): 3,
+            ((user, 10, "handler", "app", True), (library, 6, "run", "asyncio", False)): 3,
+            ((user, 20, "handler", "app", True),): 4,
         }
     )
     found = blocking_stack(samples)
     assert found is not None
-    stack, index = found
+    stack, index, reached_from = found
     assert stack[index][:2] == (user, 10)
+    assert reached_from is None
     assert is_user_code(user)
     assert not is_user_code(library)
 
@@ -300,7 +311,7 @@ def test_the_cpu_counts_of_a_running_thread_grow_as_it_runs() -> None:
 
 def noting_samples(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """When the watchdog samples the loop thread's stack, from now on."""
-    import pytest_loopwatch.watchdog as watchdog_module
+    import pytest_loopwatch._watchdog as watchdog_module
 
     sampled_at: list[float] = []
     sample_stack = watchdog_module.sample_stack
@@ -315,7 +326,7 @@ def noting_samples(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def noting_looks(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """When the watchdog looks at the running stretches, from now on."""
-    from pytest_loopwatch.watchdog import Watchdog
+    from pytest_loopwatch._watchdog import Watchdog
 
     looked_at: list[float] = []
     look = Watchdog._sample_long_stretches
@@ -355,7 +366,7 @@ def test_a_look_at_a_computing_loop_thread_keeps_the_watchdog_sampling(
 def alarm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The watchdog's alarm, each kind: Linux's timerfd and the condition used elsewhere."""
     import pytest_loopwatch.alarm as alarm_module
-    import pytest_loopwatch.watchdog as watchdog_module
+    import pytest_loopwatch._watchdog as watchdog_module
 
     shutdown()  # the next watch starts a watchdog with the alarm chosen here
     if request.param == "condition":
@@ -473,11 +484,11 @@ def test_a_forked_child_that_watches_gets_a_watchdog_of_its_own() -> None:
 
 
 def test_a_stretch_spent_starting_a_thread_is_told_from_one_that_blocks() -> None:
-    from pytest_loopwatch.stretches import _starting_a_thread
+    from pytest_loopwatch._stretches import _starting_a_thread
 
-    start = (threading.__file__, 999, "Thread.start")
-    wait = (threading.__file__, 327, "Condition.wait")
-    user = ("/app/main.py", 12, "handler")
+    start = (threading.__file__, 999, "Thread.start", "threading", False)
+    wait = (threading.__file__, 327, "Condition.wait", "threading", False)
+    user = ("/app/main.py", 12, "handler", "main", True)
     assert _starting_a_thread((user, start, wait))
     assert not _starting_a_thread((user, wait))
-    assert not _starting_a_thread((("/app/main.py", 3, "Thread.start"), wait))
+    assert not _starting_a_thread((("/app/main.py", 3, "Thread.start", "main", False), wait))

@@ -11,9 +11,9 @@ from typing import NoReturn
 import pytest
 from conftest import line_of
 
-import pytest_loopwatch.asgi
-import pytest_loopwatch.spawned
-import pytest_loopwatch.watchdog
+import pytest_loopwatch._asgi
+import pytest_loopwatch._spawned
+import pytest_loopwatch._watchdog
 
 
 def test_the_stack_shows_user_frames_and_folds_library_frames(
@@ -125,7 +125,7 @@ def test_an_error_inside_loopwatch_is_reported_and_the_suite_carries_on(
     def broken(*args: object) -> NoReturn:
         raise RuntimeError("engine bug")
 
-    monkeypatch.setattr(pytest_loopwatch.asgi, "_stall", broken)  # the run is in-process
+    monkeypatch.setattr(pytest_loopwatch._asgi, "RawStall", broken)  # the run is in-process
     pytester.makepyfile(
         """
         def test_blocks(test_client):
@@ -166,7 +166,7 @@ def test_a_watchdog_whose_alarm_fails_leaves_stalls_timed_and_says_so(
         def close(self) -> None:
             self._closed.set()
 
-    monkeypatch.setattr(pytest_loopwatch.watchdog, "new_alarm", AlarmThatCannotBeSet)
+    monkeypatch.setattr(pytest_loopwatch._watchdog, "new_alarm", AlarmThatCannotBeSet)
     pytester.makepyfile("def test_blocks(test_client):\n    test_client.get('/sleep')\n")
     result = pytester.runpytest("--loopwatch")
     # Timed as ever, only not located; the session ends, the watchdog with it.
@@ -186,7 +186,7 @@ def test_a_failure_to_follow_tasks_never_reaches_the_app(
     def broken(loop: object) -> NoReturn:
         raise AttributeError("no such trio API")
 
-    monkeypatch.setattr(pytest_loopwatch.spawned.follower, "follow", broken)
+    monkeypatch.setattr(pytest_loopwatch._spawned.follower, "follow", broken)
     pytester.makepyfile(
         "def test_fast(test_client):\n    assert test_client.get('/fast').json() == 'ok'\n"
     )

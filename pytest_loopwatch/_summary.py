@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .durations import format_duration
-from .findings import Finding
-from .report import describe_request, display_path
+from ._durations import format_duration
+from ._findings import Finding
+from ._report import describe_request, display_path
 
 
 @dataclass
@@ -32,7 +32,7 @@ def summary_lines(findings: Iterable[Finding], base: str) -> list[str]:
             else f"{display_path(location.file, base)}:{location.line}"
         )
         # Calls group by the function called; their arguments (a descriptor) may differ.
-        called = None if stall.call is None else stall.call.partition("(")[0]
+        called = None if stall.kind != "call" else (stall.call or "").partition("(")[0]
         key = (stall.route or stall.request.path, where, called)
         group = groups.get(key)
         if group is None:
@@ -40,12 +40,12 @@ def summary_lines(findings: Iterable[Finding], base: str) -> list[str]:
                 where,
                 "" if location is None else location.code,
                 describe_request(stall),
-                stall.call,
+                stall.call if stall.kind == "call" else None,
             )
         group.durations.append(stall.duration)
         group.tests[finding.test] = None
     lines: list[str] = []
-    # Stalls, worst first; then strict mode's calls, which have no duration.
+    # Stalls, worst first; then blocking calls, which have no duration.
     for group in sorted(
         groups.values(),
         key=lambda g: (g.call is not None, -max(g.durations), -sum(g.durations), g.request),
@@ -67,5 +67,5 @@ def summary_lines(findings: Iterable[Finding], base: str) -> list[str]:
         stall_count = sum(len(g.durations) for g in groups.values()) - call_count
         stalls = "1 stall" if stall_count == 1 else f"{stall_count} stalls"
         calls = "1 blocking call" if call_count == 1 else f"{call_count} blocking calls"
-        lines.append(f"in all: {stalls}, {calls} (strict mode)")
+        lines.append(f"in all: {stalls}, {calls}")
     return lines

@@ -16,12 +16,12 @@ import os
 import threading
 from typing import Protocol
 
-from .stretches import clock
+from ._clock import clock
 
 
 class Alarm(Protocol):
     def ring_at(self, when: float) -> None:
-        """Ring at `when` on `stretches.clock`, instead of when it was set for; from any thread."""
+        """Ring at `when` on `_clock.clock`, instead of when it was set for; from any thread."""
 
     def wait(self) -> None:
         """Return when the alarm rings."""

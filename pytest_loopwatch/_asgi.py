@@ -1,26 +1,57 @@
-"""The ASGI middleware that times an app's own code and turns long stretches into stalls."""
+"""The ASGI middleware that times an app's own code, and records its long stretches and
+blocking calls into the recorder active when they end (the running test's watch)."""
 
 from __future__ import annotations
 
-import inspect
 from asyncio import _get_running_loop
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from threading import get_ident
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
-from . import stretches
-from .locations import blocking_stack, to_frames
-from .records import Endpoint, Frame, Request, Stall
-from .spawned import follower
-from .stretches import SampledStack, running_stretches, timed
-from .watch import active_watch
+# Not `from . import _stretches`: that takes the package's attribute, which can be a module
+# an in-process pytester session dropped from sys.modules with the rest of the lazily
+# imported engine; and `timing` is read from the module on every call.
+import pytest_loopwatch._stretches as _stretches
+
+from ._internal_errors import note
+from ._records import RawStall, Request, SampledStack
+from ._spawned import follower
+from ._stretches import running_stretches, timed
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Recorder(Protocol):
+    """Where stalls go: a `Watch`."""
+
+    threshold: float
+    app_calls: int
+    """How many calls of watched apps began while this recorder was active."""
+
+    def record(self, stall: RawStall) -> None: ...
+
+
+_recorders: list[Recorder] = []
+"""The recorders begun and not yet ended; the last one gets what is recorded now."""
+
+
+def begin_recording(recorder: Recorder) -> None:
+    """Record into `recorder` until `end_recording`; recorders nest (pytester's sessions)."""
+    _recorders.append(recorder)
+
+
+def end_recording(recorder: Recorder) -> None:
+    if recorder in _recorders:
+        _recorders.remove(recorder)
+
+
+def active_recorder() -> Recorder | None:
+    return _recorders[-1] if _recorders else None
 
 
 class LoopwatchMiddleware:
@@ -37,11 +68,20 @@ class LoopwatchMiddleware:
         await watched_call(self.app, scope, receive, send)
 
 
+def wrap(app: ASGIApp) -> ASGIApp:
+    """`app`, watched; an app that is watched already comes back as it is."""
+    if isinstance(app, LoopwatchMiddleware):
+        return app
+    return LoopwatchMiddleware(app)
+
+
 def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
     """Call `app`, timed while a watch is active and no watched call around it times it."""
     thread = get_ident()
-    if not stretches.timing or thread in running_stretches:
+    if not _stretches.timing or thread in running_stretches:
         return app(scope, receive, send)
+    if _recorders:
+        _recorders[-1].app_calls += 1
     # An asyncio loop followed last is still the one running here while it runs on this
     # thread: a check that spares each request asking for the running loop, which on
     # Python 3.11 costs a system call (getpid).
@@ -52,9 +92,7 @@ def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Aw
             try:
                 follower.follow(loop)
             except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
-                watch = active_watch()
-                if watch is not None:
-                    watch.internal_errors.append(f"following the tasks of a request: {error!r}")
+                note(f"following the tasks of a request: {error!r}")
     phase: list[str] | None = None
     if scope.get("type") == "lifespan":
         phase, receive = _following_lifespan_phase(receive)
@@ -83,57 +121,36 @@ def _record_stall(
     duration: float,
     samples: Counter[SampledStack] | None,
     blocking_call: str | None = None,
+    family: str | None = None,
     /,
 ) -> None:
-    watch = active_watch()
-    if watch is None:
+    """On the loop thread, inside the app's call: only memory is read here."""
+    recorder = active_recorder()
+    if recorder is None:
         return
-    if blocking_call is not None and call[0].get("type") == "lifespan":
+    scope, entry_root_path, phase = call
+    if blocking_call is not None and scope.get("type") == "lifespan":
         return  # opening files and connecting at startup is what a lifespan is for
     try:
-        watch.record(_stall(call, duration, watch.threshold, samples, blocking_call))
+        recorder.record(
+            RawStall(
+                duration=duration,
+                threshold=recorder.threshold,
+                request=Request(
+                    type=str(scope.get("type", "")),
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    phase=None if phase is None else phase[0],
+                ),
+                route=_route(scope, entry_root_path),
+                endpoint=scope.get("endpoint"),
+                samples=samples,
+                call=blocking_call,
+                family=family,
+            )
+        )
     except Exception as error:  # noqa: BLE001 - never raise into the app
-        watch.internal_errors.append(f"recording a stall: {error!r}")
-
-
-def wrap(app: ASGIApp) -> ASGIApp:
-    """`app`, watched; an app that is watched already comes back as it is."""
-    if isinstance(app, LoopwatchMiddleware):
-        return app
-    return LoopwatchMiddleware(app)
-
-
-def _stall(
-    call: tuple[Scope, str, list[str] | None],
-    duration: float,
-    threshold: float,
-    samples: Counter[SampledStack] | None,
-    blocking_call: str | None,
-) -> Stall:
-    scope, entry_root_path, phase = call
-    found = blocking_stack(samples) if samples else None
-    stack: tuple[Frame, ...] = ()
-    location: Frame | None = None
-    if found is not None:
-        sampled, index = found
-        stack = to_frames(sampled)
-        location = stack[index]
-    return Stall(
-        duration=duration,
-        threshold=threshold,
-        request=Request(
-            type=str(scope.get("type", "")),
-            method=scope.get("method"),
-            path=scope.get("path"),
-            phase=None if phase is None else phase[0],
-        ),
-        route=_route(scope, entry_root_path),
-        endpoint=_endpoint(scope.get("endpoint")),
-        location=location,
-        stack=stack,
-        samples=sum(samples.values()) if samples else 0,
-        call=blocking_call,
-    )
+        note(f"recording a stall: {error!r}")
 
 
 def _route(scope: Scope, entry_root_path: str) -> str | None:
@@ -146,21 +163,3 @@ def _route(scope: Scope, entry_root_path: str) -> str | None:
         root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
     )
     return mounted_under + template
-
-
-def _endpoint(endpoint: object) -> Endpoint | None:
-    if endpoint is None:
-        return None
-    target = inspect.unwrap(endpoint) if callable(endpoint) else endpoint
-    module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
-    name = f"{module}.{qualname}" if module else qualname
-    code = getattr(target, "__code__", None)
-    if code is not None:
-        return Endpoint(name=name, file=code.co_filename, line=code.co_firstlineno)
-    try:
-        file = inspect.getsourcefile(target)  # type: ignore[arg-type]
-        line = inspect.getsourcelines(target)[1]  # type: ignore[arg-type]
-    except (TypeError, OSError):
-        return Endpoint(name=name, file=None, line=None)
-    return Endpoint(name=name, file=file, line=line)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .records import Endpoint, Frame, Request, Stall
-from .report import display_path
+from ._records import Endpoint, Frame, Request, Stall
+from ._report import display_path
 
 SCHEMA_VERSION = 1
 
@@ -63,6 +63,10 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
             "line": endpoint.line,
         },
         "location": None if stall.location is None else _frame_to_json(stall.location, base),
+        "reached_from": None
+        if stall.reached_from is None
+        else _frame_to_json(stall.reached_from, base),
+        "fix": stall.fix,
         "stack": [_frame_to_json(frame, base) for frame in stall.stack],
         "samples": stall.samples,
     }
@@ -88,6 +92,10 @@ def from_json(data: dict[str, Any], threshold: float) -> Finding:
             stack=tuple(_frame_from_json(frame) for frame in data["stack"]),
             samples=data["samples"],
             call=data.get("call"),
+            fix=data.get("fix"),
+            reached_from=None
+            if data.get("reached_from") is None
+            else _frame_from_json(data["reached_from"]),
         ),
     )
 

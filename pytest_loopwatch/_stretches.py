@@ -15,23 +15,19 @@ import types
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Protocol, TypeAlias
 
-from .contention import CpuTimes, read_cpu_times, time_kept_from_cpu
-from .contention import prepare as prepare_to_read_cpu_times
-
-# Captured at import so that a test patching `time.perf_counter` (monkeypatch) cannot
-# skew or freeze the measurement; and as its bound `__call__`, which is not `is` the
-# function: freezegun also replaces every module attribute that is.
-clock: Callable[[], float] = time.perf_counter.__call__  # type: ignore[operator]
-
-SampledStack: TypeAlias = tuple[tuple[str, int, str], ...]
-"""Frames from the app's coroutine inwards, as (file, line, qualified function name)."""
+from ._clock import clock
+from ._contention import CpuTimes, read_cpu_times, time_kept_from_cpu
+from ._contention import prepare as prepare_to_read_cpu_times
+from ._internal_errors import note
+from ._records import SampledStack
 
 
 class LongStretchHandler(Protocol):
     """Called after a stretch over the limit with its context, duration and the watchdog's
-    samples; in strict mode also during a stretch, with a blocking call it made."""
+    samples; also during a stretch, with a blocking call it made and the call's kind."""
 
     def __call__(
         self,
@@ -39,6 +35,7 @@ class LongStretchHandler(Protocol):
         duration: float,
         samples: Counter[SampledStack] | None,
         call: str | None = None,
+        family: str | None = None,
         /,
     ) -> None: ...
 
@@ -73,6 +70,18 @@ look. Called once the stretch is in `running_stretches`: a watchdog that has jus
 and not yet looked either finds the stretch, or has cleared the alarm for it to set."""
 
 
+def set_alarm_keeper(keeper: Callable[[float], None] | None) -> None:
+    """The watchdog hands in how a stretch keeps its alarm ahead; None: there is none."""
+    global keep_alarm_ahead
+    keep_alarm_ahead = _no_watchdog if keeper is None else keeper
+
+
+def set_alarm_stale_after(when: float) -> None:
+    """The watchdog says from when a starting stretch must move its alarm."""
+    global alarm_stale_after
+    alarm_stale_after = when
+
+
 @dataclass(slots=True)
 class Look:
     """What the watchdog saw of one running stretch."""
@@ -87,7 +96,14 @@ class Look:
     these, the machine's share of the rest of the stretch."""
 
     def time_kept_from_cpu(self) -> float:
-        """Seconds of the stretch since the first look that the machine, not the app, took."""
+        """Seconds of the whole stretch that the machine, not the app, took.
+
+        The counters are read at the first look and at the end: reading them at the start
+        of every stretch would cost each fast request two system calls. The part before
+        the first look (nearly half the threshold) is taken to have lost the same share
+        as the part after it, where the loop thread's wait for a CPU was measured; a
+        stretch that slept then computed loses at most that share of its sleep.
+        """
         since, before = self.counted_from or (0.0, None)
         if before is None:
             return 0.0
@@ -95,17 +111,28 @@ class Look:
             now = read_cpu_times(before.thread)
             if now is None:
                 return 0.0
-            return time_kept_from_cpu(before, now, clock() - since)
+            measured = clock() - since
+            kept = time_kept_from_cpu(before, now, measured)
+            if measured <= 0:
+                return kept
+            unmeasured = since - self.stretch[0]
+            return kept + unmeasured * min(1.0, kept / measured)
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
-            errors.append(f"reading CPU times: {error!r}")
+            note(f"reading CPU times: {error!r}")
             return 0.0
 
 
 looks: dict[int, Look] = {}
 """Thread id -> what the watchdog saw of the stretch that thread is running."""
 
-errors: list[str] = []
-"""Errors met while timing, for the watch to report."""
+
+def look_at(thread: int, stretch: Stretch) -> Look:
+    """The watchdog's record of `stretch`, running on `thread`: begun on its first look."""
+    look = looks.get(thread)
+    if look is None or look.stretch is not stretch:
+        look = looks[thread] = Look(stretch)
+    return look
+
 
 _limit = float("inf")
 
@@ -194,9 +221,7 @@ def _starting_a_thread(stack: SampledStack) -> bool:
     start waits until the OS has run the new thread, which on a busy machine can take
     hundreds of milliseconds that no counter of this process shows.
     """
-    return any(
-        file == _THREADING_FILE and function == "Thread.start" for file, _, function in stack
-    )
+    return any(frame[0] == _THREADING_FILE and frame[2] == "Thread.start" for frame in stack)
 
 
 def wait_for_other_threads(timeout: float) -> None:
@@ -264,3 +289,27 @@ def timed(
 
 STRETCH_CODE = timed.__code__
 """The driver's frame marks where app code begins in a sampled stack."""
+
+_MAX_DEPTH = 256
+_COROUTINE_FLAGS = 0x80 | 0x100 | 0x200  # CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
+
+
+def sample_stack(frame: FrameType | None) -> SampledStack:
+    """The frames from the app's coroutine inwards, outermost first; only memory is read."""
+    stack: list[tuple[str, int, str, str, bool]] = []
+    while frame is not None and len(stack) < _MAX_DEPTH:
+        code = frame.f_code
+        if code is STRETCH_CODE:
+            break
+        stack.append(
+            (
+                code.co_filename,
+                frame.f_lineno or code.co_firstlineno,
+                code.co_qualname,
+                frame.f_globals.get("__name__", ""),
+                bool(code.co_flags & _COROUTINE_FLAGS),
+            )
+        )
+        frame = frame.f_back
+    stack.reverse()
+    return tuple(stack)

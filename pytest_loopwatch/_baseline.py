@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from .findings import Finding
-from .records import Stall
-from .report import display_path
+from ._findings import Finding
+from ._records import Stall
+from ._report import display_path
 
 BaselineKey: TypeAlias = tuple[str, str | None, str]
 """(test node id, route, blocking location as `file in function`, followed by the called
@@ -30,7 +30,7 @@ def stall_key(test: str, stall: Stall, base: str) -> BaselineKey:
     where = (
         "?" if location is None else f"{display_path(location.file, base)} in {location.function}"
     )
-    if stall.call is not None:
+    if stall.kind == "call" and stall.call is not None:
         where += ": " + stall.call.partition("(")[0]
     return (test, stall.route or stall.request.path, where)
 

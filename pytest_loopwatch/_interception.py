@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Iterator
 from types import CodeType, FunctionType
 from typing import Any
 
-from .asgi import ASGIApp, LoopwatchMiddleware, watched_call
+from ._asgi import ASGIApp, LoopwatchMiddleware, watched_call
 
 _MISSING = object()
 

@@ -15,28 +15,22 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from types import FrameType
 
-from . import stretches
-from .alarm import Alarm, new_alarm
-from .contention import read_cpu_times
-from .stretches import STRETCH_CODE, Look, SampledStack, clock, looks, running_stretches
+from ._alarm import Alarm, new_alarm
+from ._clock import clock
+from ._contention import read_cpu_times
+from ._internal_errors import note
+from ._records import SampledStack
+from ._stretches import (
+    Look,
+    look_at,
+    running_stretches,
+    sample_stack,
+    set_alarm_keeper,
+    set_alarm_stale_after,
+)
 
-_MAX_DEPTH = 256
-_TIMER_FILE = stretches.__file__
-
-
-def sample_stack(frame: FrameType | None) -> SampledStack:
-    """The frames from the app's coroutine inwards, outermost first."""
-    stack: list[tuple[str, int, str]] = []
-    while frame is not None and len(stack) < _MAX_DEPTH:
-        code = frame.f_code
-        if code is STRETCH_CODE:
-            break
-        stack.append((code.co_filename, frame.f_lineno or code.co_firstlineno, code.co_qualname))
-        frame = frame.f_back
-    stack.reverse()
-    return tuple(stack)
+_TIMER_FILE = sample_stack.__code__.co_filename
 
 
 class Watchdog:
@@ -57,11 +51,19 @@ class Watchdog:
         self._setting = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.errors: list[str] = []
-        self.hang_after: float | None = None
+        self._hang_after: float | None = None
         """Seconds after which a stretch still running is a hang, shown at once."""
-        self.on_hang: Callable[[str], None] | None = None
+        self._on_hang: Callable[[str], None] | None = None
         """Shows a hang's description while it lasts (on the terminal, past the capture)."""
+
+    def show_hangs(
+        self, after: float | None, show: Callable[[str], None] | None
+    ) -> tuple[float | None, Callable[[str], None] | None]:
+        """Show a stretch still running after `after` seconds through `show`; returns the
+        previous pair, for a session inside a session (pytester) to hand back."""
+        previous = (self._hang_after, self._on_hang)
+        self._hang_after, self._on_hang = after, show
+        return previous
 
     def watch(self, threshold: float) -> None:
         """Look at stretches nearly half of `threshold` old; start the thread if needed."""
@@ -76,8 +78,8 @@ class Watchdog:
             self._timing = (look_after, max(threshold / 8, 0.001))
             # Set for the timing before, if at all: the next stretch sets it anew.
             self._alarm_at = 0.0
-            stretches.alarm_stale_after = -math.inf
-            stretches.keep_alarm_ahead = self._keep_alarm_ahead
+            set_alarm_stale_after(-math.inf)
+            set_alarm_keeper(self._keep_alarm_ahead)
             if running_stretches:  # begun before this watch (a live server's): a look now
                 self._set_alarm(clock(), look_after)
         if self._thread is None:
@@ -91,7 +93,7 @@ class Watchdog:
         """Sleep until the next `watch`, costing nothing meanwhile."""
         with self._setting:
             self._timing = None
-            stretches.alarm_stale_after = math.inf
+            set_alarm_stale_after(math.inf)
 
     def stop(self) -> None:
         """End the thread; `watch` starts a new one."""
@@ -102,13 +104,13 @@ class Watchdog:
         with self._setting:
             # Paused first, so that no stretch sets the alarm later again.
             self._timing = None
-            stretches.alarm_stale_after = math.inf
+            set_alarm_stale_after(math.inf)
             self._stopping = True
             try:
                 alarm.ring_at(clock())
                 rung = True
             except Exception as error:  # noqa: BLE001 - closing the alarm may end its wait
-                self.errors.append(f"stopping the watchdog: {error!r}")
+                note(f"stopping the watchdog: {error!r}")
                 rung = False
         if rung:
             thread.join()
@@ -122,7 +124,7 @@ class Watchdog:
         timer is one the child would move for the parent too."""
         self._setting = threading.Lock()  # the parent's may have been held by any thread
         self._timing = None
-        stretches.alarm_stale_after = math.inf
+        set_alarm_stale_after(math.inf)
         alarm, self._thread, self._alarm = self._alarm, None, None
         if alarm is not None:
             with contextlib.suppress(OSError):
@@ -131,12 +133,12 @@ class Watchdog:
     def _set_alarm(self, when: float, look_after: float) -> None:
         """With `_setting` held."""
         self._alarm_at = when
-        stretches.alarm_stale_after = when - look_after / 2
+        set_alarm_stale_after(when - look_after / 2)
         try:
             if self._alarm is not None:
                 self._alarm.ring_at(when)
         except Exception as error:  # noqa: BLE001 - a stretch's timing goes on without looks
-            self.errors.append(f"setting the watchdog's alarm: {error!r}")
+            note(f"setting the watchdog's alarm: {error!r}")
 
     def _keep_alarm_ahead(self, start: float) -> None:
         """On a loop thread, as the stretch that started at `start` begins."""
@@ -160,7 +162,7 @@ class Watchdog:
             try:
                 alarm.wait()
             except OSError as error:  # the alarm is gone: stretches are still timed, unseen
-                self.errors.append(f"watchdog: waiting for its alarm: {error!r}")
+                note(f"watchdog: waiting for its alarm: {error!r}")
                 return
             if self._stopping:
                 return
@@ -170,12 +172,12 @@ class Watchdog:
                     continue
                 # Before looking: a stretch that begins from here on sets the alarm itself.
                 self._alarm_at = 0.0
-                stretches.alarm_stale_after = -math.inf
+                set_alarm_stale_after(-math.inf)
             look_after, interval = timing
             try:
                 next_look = self._sample_long_stretches(look_after, interval)
             except Exception as error:  # noqa: BLE001 - the watchdog must outlive its bugs
-                self.errors.append(f"watchdog: {error!r}")
+                note(f"watchdog: {error!r}")
                 next_look = clock() + interval
             if next_look is None:
                 continue
@@ -198,18 +200,15 @@ class Watchdog:
                 next_look = min(next_look, stretch[0] + look_after)
                 continue
             next_look = min(next_look, now + interval)
-            look = looks.get(thread)
-            if look is None or look.stretch is not stretch:
-                look = Look(stretch)
-                looks[thread] = look
+            look = look_at(thread, stretch)
             stack = sample_stack(sys._current_frames().get(thread))
             if stack and stack[0][0] == _TIMER_FILE:
                 continue  # the stretch is over, and its timer is reporting it
             if running_stretches.get(thread) is not stretch:
                 continue
             look.samples[stack] += 1
-            if self._hangs(look, now) and self.on_hang is not None:
-                self.on_hang(_describe_hang(now - stretch[0], stack))
+            if self._hangs(look, now) and self._on_hang is not None:
+                self._on_hang(_describe_hang(now - stretch[0], stack))
             if look.counted_from is None:
                 # The machine's share of the stretch is known from here on. After the
                 # sample, never before: finding the thread may wait for a lock, letting go
@@ -226,7 +225,7 @@ class Watchdog:
 
     def _hangs(self, look: Look, now: float) -> bool:
         """Whether the stretch has just become a hang; each is shown once."""
-        if self.hang_after is None or look.hang_shown or now - look.stretch[0] < self.hang_after:
+        if self._hang_after is None or look.hang_shown or now - look.stretch[0] < self._hang_after:
             return False
         look.hang_shown = True
         return True
@@ -246,7 +245,7 @@ def _describe_hang(seconds: float, stack: SampledStack) -> str:
         f"loopwatch: app code has held the event loop for {seconds:.1f} s and still does; "
         "where it is now, most recent call last:"
     ]
-    frames = [traceback.FrameSummary(file, line, function) for file, line, function in stack]
+    frames = [traceback.FrameSummary(frame[0], frame[1], frame[2]) for frame in stack]
     lines.extend(line.rstrip("\n") for line in traceback.format_list(frames))
     return "\n".join(lines)
 

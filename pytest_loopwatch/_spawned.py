@@ -23,7 +23,7 @@ from threading import get_ident
 from types import CoroutineType
 from typing import Any
 
-from .stretches import (
+from ._stretches import (
     SpawnHook,
     Stretch,
     finish_stretch,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
-from .durations import format_duration
-from .locations import library_name
-from .records import Frame, Stall
+from ._durations import format_duration
+from ._records import Frame, Stall
+from ._stacks import library_name
 
 
 def display_path(file: str, base: str) -> str:
@@ -33,9 +33,13 @@ def describe_request(stall: Stall) -> str:
 
 
 def _what(stall: Stall) -> str:
-    if stall.call is not None:
+    if stall.kind == "call":
         return f"called {stall.call}"
     return f"blocked {format_duration(stall.duration)}"
+
+
+def _calling(stall: Stall) -> str:
+    return f", calling {stall.call}" if stall.kind == "stall" and stall.call else ""
 
 
 def one_line(stall: Stall, base: str) -> str:
@@ -46,7 +50,7 @@ def one_line(stall: Stall, base: str) -> str:
 
 
 def _headline(stalls: Sequence[Stall]) -> str:
-    blocked = sum(stall.call is None for stall in stalls)
+    blocked = sum(stall.kind == "stall" for stall in stalls)
     calls = len(stalls) - blocked
     parts = []
     if blocked:
@@ -56,7 +60,7 @@ def _headline(stalls: Sequence[Stall]) -> str:
         )
     if calls:
         made = "1 blocking call was" if calls == 1 else f"{calls} blocking calls were"
-        parts.append(f"{made} made on the event loop (strict mode)")
+        parts.append(f"{made} made on the event loop")
     return "loopwatch: " + "; ".join(parts)
 
 
@@ -79,10 +83,24 @@ def _stall_lines(stall: Stall, base: str) -> Iterable[str]:
     location = stall.location
     if location is None:
         yield f"{what} (no stack sample: the loop thread never let the watchdog look)"
+        if stall.fix:
+            yield f"  fix: {stall.fix}"
         return
-    yield f"{what} at {display_path(location.file, base)}:{location.line} in {location.function}"
+    library = "" if location.is_user_code else " (library code)"
+    where = f"{display_path(location.file, base)}:{location.line} in {location.function}"
+    yield f"{what} at {where}{library}{_calling(stall)}"
     if location.code:
         yield f"      {location.code}"
+    reached_from = stall.reached_from
+    if reached_from is not None:
+        yield (
+            f"  reached from {display_path(reached_from.file, base)}:{reached_from.line} "
+            f"in {reached_from.function}"
+        )
+        if reached_from.code:
+            yield f"      {reached_from.code}"
+    if stall.fix:
+        yield f"  fix: {stall.fix}"
     yield "  stack (most recent call last):"
     yield from _stack_lines(stall.stack, base)
 

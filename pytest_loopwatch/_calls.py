@@ -1,0 +1,476 @@
+"""Blocking calls: known blocking APIs that app code calls on the loop, however fast.
+
+A threshold catches what is slow on this machine today; a `time.sleep(0.01)`, a query to
+an in-memory SQLite or a request to a mocked transport is fast in a test and blocks in
+production. Python announces most blocking primitives as audit events (PEP 578): one hook,
+which returns at once for any other event. What Python does not announce is wrapped while
+a test is watched and restored after it: the known blocking APIs of `_blocking_apis` that
+are imported, the socket methods that send and receive, `os.read` and `os.write`,
+`time.sleep` before Python 3.13, and SQLite statements (a trace callback on each
+connection opened once the hook listens). A mock that a test put in place of a known
+blocking API (`unittest.mock.patch`) counts as that API when app code calls it.
+
+Code that bound a wrapped function to a name of its own before the test began
+(`from bcrypt import hashpw`) keeps the unwrapped one.
+
+A call counts when the thread making it is inside a timed stretch of a watched request's
+app code, no frame between the app's coroutine and the call belongs to an allowed
+`module:function` pattern, and, for a socket or descriptor, it can block at all.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from threading import get_ident
+from types import FrameType
+from typing import Any
+
+from ._blocking_apis import CATALOGUE, BlockingApi, resolve
+from ._internal_errors import note
+from ._stretches import STRETCH_CODE, running_stretches, sample_stack
+
+LAZY_INITIALISATION = (
+    "importlib.*:*",
+    "linecache:*",
+    "mimetypes:*",
+    "zoneinfo.*:*",
+    "jinja2.loaders:*",
+    "jinja2.utils:open_if_exists",
+    "fastapi.openapi.*:*",
+    "fastapi.applications:FastAPI.openapi",
+    "fastapi.routing:_extract_endpoint_context",
+)
+"""Allowed by default, blocking calls and stalls alike: one-time work on first use that is
+not the user's to change. Imports and source lookups for tracebacks read files; the
+standard library reads its MIME table and time-zone data on first use, Jinja2 a template
+on its first render; FastAPI builds its OpenAPI schema on the first `/openapi.json` and
+reads each endpoint's source position on its first request (55-70 ms on a quiet machine)."""
+
+ALLOWED_CALLS_ONLY = ("asyncio.*:*", "trio.*:*")
+"""Allowed for blocking calls only: asyncio and trio start subprocesses with a short
+blocking fork on behalf of their own async APIs."""
+
+ALLOW_FORM = "module:function, each side an fnmatch pattern (e.g. logging:* or myapp.db:connect)"
+
+_OWN_PACKAGE = __name__.rpartition(".")[0]
+
+
+class InvalidAllowPattern(ValueError):
+    """An allow-list entry that is not `module:function`."""
+
+
+def check_allowed(patterns: Iterable[str]) -> None:
+    """Raise InvalidAllowPattern, naming the first entry that is not `module:function`."""
+    for pattern in patterns:
+        if (
+            not isinstance(pattern, str)
+            or pattern.count(":") != 1
+            or ":" in (pattern[0], pattern[-1])
+        ):
+            raise InvalidAllowPattern(pattern)
+
+
+def compile_allowed(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One expression matching `module:qualname` for any of the fnmatch `patterns`."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
+
+
+def _shorten(value: object, limit: int = 80) -> str:
+    # Bytes in these events are paths and commands, encoded for the OS.
+    text = repr(os.fsdecode(value) if isinstance(value, bytes) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_arguments(count: int) -> Callable[[str, tuple[Any, ...]], str]:
+    def describe(event: str, args: tuple[Any, ...]) -> str:
+        return f"{event}({', '.join(_shorten(arg) for arg in args[:count])})"
+
+    return describe
+
+
+def _socket_address(event: str, args: tuple[Any, ...]) -> str:
+    return f"{event}({_shorten(args[1])})"
+
+
+def _open(event: str, args: tuple[Any, ...]) -> str:
+    path, mode, _flags = args
+    shown = repr(os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path)
+    if len(shown) > 80:
+        shown = "'..." + shown[-76:]  # a path's end names the file
+    return f"open({shown}{'' if mode is None else ', ' + _shorten(mode)})"
+
+
+_Describe = Callable[[str, tuple[Any, ...]], str]
+
+_AUDITED: dict[str, tuple[_Describe, str]] = {
+    "time.sleep": (_first_arguments(1), "sleep"),
+    "socket.connect": (_socket_address, "socket"),
+    "socket.sendto": (_socket_address, "socket"),
+    "socket.getaddrinfo": (_first_arguments(2), "socket"),
+    "socket.gethostbyname": (_first_arguments(1), "socket"),
+    "socket.gethostbyaddr": (_first_arguments(1), "socket"),
+    "socket.getnameinfo": (_first_arguments(1), "socket"),
+    "open": (_open, "file"),
+    "subprocess.Popen": (lambda event, args: f"{event}({_shorten(args[1])})", "subprocess"),
+    "os.system": (_first_arguments(1), "subprocess"),
+    "os.posix_spawn": (_first_arguments(2), "subprocess"),
+    "os.spawn": (
+        lambda event, args: f"{event}({_shorten(args[1])}, {_shorten(args[2])})",
+        "subprocess",
+    ),
+    "os.exec": (_first_arguments(2), "subprocess"),
+    "sqlite3.connect": (_first_arguments(1), "database"),
+}
+"""The audit events of blocking calls: how each call is summed up, and its kind."""
+
+_NEW_SQLITE_CONNECTION = "sqlite3.connect/handle"
+_HEARD = frozenset((*_AUDITED, _NEW_SQLITE_CONNECTION))
+
+_SOCKET_METHODS = ("send", "sendall", "recv", "recv_into", "recvfrom", "recvfrom_into", "accept")
+
+_LIBRARY_DATA = (
+    *{
+        os.path.join(os.path.realpath(p), "")
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
+    },
+    # zoneinfo's C implementation opens the system's time-zone files with no Python frame
+    # of its own on the stack.
+    "/usr/share/zoneinfo/",
+    "/usr/lib/zoneinfo/",
+    "/usr/share/lib/zoneinfo/",
+    "/etc/zoneinfo/",
+    "/etc/localtime",
+)
+"""Files opened under Python's own installation (the standard library, site-packages) and
+the system's time-zone data are what a library loads once (time zones, MIME types,
+botocore's service models). Opening a file of the project's own, or anywhere else, is the
+app's."""
+
+
+class CallCatcher:
+    """Reports, through each stretch's handler, the blocking calls app code makes on the loop."""
+
+    def __init__(self) -> None:
+        self.catching = False
+        self._hooked = False
+        self._allowed = compile_allowed((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY))
+        self._suspended = 0
+        self._extra_allowed: list[re.Pattern[str]] = []
+        self._untraced: list[tuple[Any, int]] = []
+        """SQLite connections opened, with the thread that opened them, not yet traced:
+        held only until that thread's next audit event (they cannot be weakly referenced)."""
+        self._restore: list[Callable[[], None]] = []
+        self._stand_ins: dict[int, tuple[BlockingApi, Any]] = {}
+        """id(mock) -> (the API a test replaced with it, the mock)."""
+
+    # -- switching -----------------------------------------------------------------------
+
+    def install_hook(self) -> None:
+        """Listen to audit events from now on; a hook cannot be removed, so it is added once."""
+        if not self._hooked:
+            sys.addaudithook(self._audit_hook())
+            self._hooked = True
+
+    def catch(self, allowed: Iterable[str]) -> None:
+        """Report blocking calls from now on, but for those made under `allowed` frames;
+        wrap what was imported since the last call."""
+        self.install_hook()
+        self._allowed = compile_allowed((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY, *allowed))
+        if self._untraced:
+            self._trace_new_connections()
+        if not self.catching:
+            self._wrap_unannounced_calls()
+            self.catching = True
+
+    def stop(self) -> None:
+        """Report nothing, and restore every wrapped function."""
+        self.catching = False
+        while self._restore:
+            self._restore.pop()()
+
+    @contextmanager
+    def allowing(self, patterns: Sequence[str] = ()) -> Iterator[None]:
+        """Inside the block, no call made under `patterns` is reported; with none, no call."""
+        check_allowed(patterns)
+        if not patterns:
+            self._suspended += 1
+        else:
+            self._extra_allowed.append(compile_allowed(patterns))
+        try:
+            yield
+        finally:
+            if not patterns:
+                self._suspended -= 1
+            else:
+                self._extra_allowed.pop()
+
+    # -- noticing ------------------------------------------------------------------------
+
+    def _audit_hook(self) -> Callable[[str, tuple[Any, ...]], None]:
+        heard = _HEARD
+        catcher = self
+
+        def on_audit_event(event: str, args: tuple[Any, ...]) -> None:
+            # Runs for every audit event of the process (9,510 `builtins.id` in one OpenAPI
+            # schema build): anything else returns here. An exception would abort the
+            # call that raised the event: none may leave.
+            if event in heard or catcher._untraced:
+                try:
+                    catcher._on_heard_event(event, args)
+                except Exception as error:  # noqa: BLE001
+                    note(f"catching blocking calls, on {event}: {error!r}")
+
+        return on_audit_event
+
+    def _on_heard_event(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == _NEW_SQLITE_CONNECTION:
+            # Announced from inside Connection.__init__, before the connection can take a
+            # trace callback: it gets one at the next event in this thread.
+            self._untraced.append((args[0], get_ident()))
+            return
+        if self._untraced:
+            self._trace_new_connections()
+        if not self.catching or event not in _AUDITED:
+            return
+        if event in ("socket.connect", "socket.sendto") and args[0].gettimeout() == 0.0:
+            return  # a non-blocking socket, as an async library uses it
+        if event == "open" and (isinstance(args[0], int) or _is_library_data(args[0])):
+            return  # a descriptor already open, or a library's own data
+        describe, family = _AUDITED[event]
+        self.notice(lambda: describe(event, args), family)
+
+    def notice(self, describe: Callable[[], str], family: str) -> None:
+        """Report the call if app code made it on the loop; never raises into it."""
+        stretch = running_stretches.get(get_ident())
+        if stretch is None or self._suspended:
+            return
+        try:
+            frame = sys._getframe(1)
+            if self._made_by_allowed_code(frame):
+                return
+            stack = sample_stack(frame)
+            stretch[1](stretch[2], 0.0, Counter({stack: 1}), describe(), family)
+        except Exception as error:  # noqa: BLE001 - runs inside the app's call
+            note(f"catching a blocking call: {error!r}")
+
+    def _made_by_allowed_code(self, frame: FrameType | None) -> bool:
+        """Whether a frame between the call and the app's coroutine is allowed."""
+        while frame is not None:
+            code = frame.f_code
+            if code is STRETCH_CODE:
+                return False
+            module = frame.f_globals.get("__name__", "")
+            if module.partition(".")[0] != _OWN_PACKAGE:
+                name = f"{module}:{code.co_qualname}"
+                if self._allowed.match(name) or any(p.match(name) for p in self._extra_allowed):
+                    return True
+            frame = frame.f_back
+        return False
+
+    # -- what Python does not announce ---------------------------------------------------
+
+    def _trace_new_connections(self) -> None:
+        """Give each connection opened in this thread a trace callback that notices statements."""
+        thread = get_ident()
+        untraced = []
+        for connection, opened_in in self._untraced:
+            if opened_in != thread:
+                untraced.append((connection, opened_in))
+                continue
+            try:
+                connection.set_trace_callback(self._statement_run)
+            except Exception as error:  # noqa: BLE001 - runs inside the user's code
+                if type(error).__name__ == "ProgrammingError":
+                    untraced.append((connection, opened_in))  # still inside its __init__
+                else:
+                    note(f"tracing a sqlite3 connection: {error!r}")
+        self._untraced = untraced
+
+    def _statement_run(self, statement: str) -> None:
+        if self.catching and get_ident() in running_stretches:
+            self.notice(lambda: f"sqlite3.execute({_shorten(statement)})", "database")
+
+    def _wrap_unannounced_calls(self) -> None:
+        import socket  # here: importing loopwatch's plugin loads no socket, ssl or sqlite3
+
+        for name in _SOCKET_METHODS:
+            self._wrap(socket.socket, name, f"socket.{name}", "socket", _in_blocking_mode, _peer)
+        for name in ("read", "write"):
+            self._wrap(os, name, f"os.{name}", "file", _blocks, _first_argument)
+        if sys.version_info < (3, 13):
+            # Announced as the audit event time.sleep from 3.13 on.
+            import time
+
+            self._wrap(time, "sleep", "time.sleep", "sleep", None, _first_argument)
+        modules = dict(sys.modules)
+        for api in CATALOGUE:
+            if api.stand_in_only:
+                continue
+            found = resolve(api, modules)
+            if found is not None:
+                owner, name, _ = found
+                self._wrap(owner, name, api.name, api.family, api.blocks, _arguments(api))
+        mock = modules.get("unittest.mock")
+        if mock is not None:
+            self._know_stand_ins(mock)
+
+    def _wrap(
+        self,
+        owner: Any,
+        name: str,
+        shown_as: str,
+        family: str,
+        blocks: Callable[[Any], bool] | None,
+        describe: Callable[[str, tuple[Any, ...]], str],
+    ) -> None:
+        """Notice calls of `owner.name` (whose first argument `blocks`), until `stop`."""
+        original = getattr(owner, name)
+        catcher = self
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            if get_ident() in running_stretches and (blocks is None or (args and blocks(args[0]))):
+                catcher.notice(lambda: describe(shown_as, args), family)
+            return original(*args, **kwargs)
+
+        watched.__name__ = watched.__qualname__ = name
+        watched.__wrapped__ = original  # type: ignore[attr-defined]
+        self._replace(owner, name, watched)
+
+    # -- mocks standing in for blocking APIs ---------------------------------------------
+
+    def _know_stand_ins(self, mock: Any) -> None:
+        """Learn what each `unittest.mock.patch` replaces; a mock that replaced a known
+        blocking API is that API when app code calls it (no library code runs then)."""
+        patch_class, callable_mixin = mock._patch, mock.CallableMixin
+        enter, exit_, mock_call = (
+            patch_class.__enter__,
+            patch_class.__exit__,
+            callable_mixin._mock_call,
+        )
+        stand_ins = self._stand_ins
+        catcher = self
+
+        entered: dict[int, int] = {}
+        """id(patch) -> id(the mock it put in place), while the patch is active."""
+
+        def entering(patch: Any) -> Any:
+            new = enter(patch)
+            try:
+                api = _api_replaced_by(getattr(patch, "temp_original", None))
+                if api is not None:
+                    stand_ins[id(new)] = (api, new)
+                    entered[id(patch)] = id(new)
+            except Exception as error:  # noqa: BLE001 - inside the user's test
+                note(f"following a mock.patch: {error!r}")
+            return new
+
+        def exiting(patch: Any, *exc_info: Any) -> Any:
+            stand_ins.pop(entered.pop(id(patch), -1), None)
+            return exit_(patch, *exc_info)
+
+        def called(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if stand_ins and get_ident() in running_stretches:
+                found = _stand_in_for(self, stand_ins)
+                if found is not None:
+                    api, path = found
+                    catcher.notice(lambda: f"{api.name}{path}(...), replaced by a mock", api.family)
+            return mock_call(self, *args, **kwargs)
+
+        self._replace(patch_class, "__enter__", entering)
+        self._replace(patch_class, "__exit__", exiting)
+        self._replace(callable_mixin, "_mock_call", called)
+
+    def _replace(self, owner: Any, name: str, replacement: Any) -> None:
+        """Set `owner.name` to `replacement` until `stop`, which restores it if it is
+        still ours: a patch laid over it since restores it itself."""
+        own = name in vars(owner)
+        original = vars(owner)[name] if own else None
+        setattr(owner, name, replacement)
+
+        def restore() -> None:
+            if vars(owner).get(name) is not replacement:
+                return
+            if own:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)  # an inherited attribute was shadowed, not replaced
+
+        self._restore.append(restore)
+
+
+def _api_replaced_by(original: Any) -> BlockingApi | None:
+    """The known blocking API that `original` is (or that our wrapper of it stands for)."""
+    if original is None:
+        return None
+    modules = dict(sys.modules)
+    for api in CATALOGUE:
+        found = resolve(api, modules)
+        if found is not None and found[2] is original:
+            return api
+    return None
+
+
+def _stand_in_for(
+    mock: Any, stand_ins: dict[int, tuple[BlockingApi, Any]]
+) -> tuple[BlockingApi, str] | None:
+    """The API that `mock`, or the mock it hangs from (`Client().get`), stands in for."""
+    node, depth = mock, 0
+    while node is not None and depth < 32:
+        entry = stand_ins.get(id(node))
+        if entry is not None and entry[1] is node:
+            name = mock._extract_mock_name() if node is not mock else ""
+            root = node._extract_mock_name()
+            return entry[0], name[len(root) :] if name.startswith(root) else ""
+        node, depth = node.__dict__.get("_mock_new_parent"), depth + 1
+    return None
+
+
+def _is_library_data(path: object) -> bool:
+    try:
+        shown = os.fsdecode(path)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return os.path.isabs(shown) and shown.startswith(_LIBRARY_DATA)
+
+
+def _arguments(api: BlockingApi) -> Callable[[str, tuple[Any, ...]], str]:
+    skip = 1 if api.is_method else 0
+
+    def describe(name: str, args: tuple[Any, ...]) -> str:
+        shown = args[skip : skip + api.shown_arguments]
+        return f"{name}({', '.join(_shorten(arg) for arg in shown)})"
+
+    return describe
+
+
+def _first_argument(name: str, args: tuple[Any, ...]) -> str:
+    return f"{name}({_shorten(args[0])})" if args else f"{name}()"
+
+
+def _in_blocking_mode(sock: Any) -> bool:
+    return bool(sock.gettimeout() != 0.0)
+
+
+def _blocks(fd: int) -> bool:
+    try:
+        return os.get_blocking(fd)
+    except (OSError, TypeError):
+        return False  # the call itself will say what is wrong with the descriptor
+
+
+def _peer(name: str, args: tuple[Any, ...]) -> str:
+    try:
+        peer = args[0].getpeername()
+    except OSError:
+        peer = None  # not connected, or a listening socket
+    return f"{name}({_shorten(peer) if peer else ''})"
+
+
+call_catcher = CallCatcher()
+"""The process's one catcher of blocking calls."""

@@ -1,0 +1,43 @@
+"""What one pytest run knows about watching: its settings, and everything it found.
+
+One object, behind one StashKey of the config; the plugin's hooks read and change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._baseline import BaselineKey
+from ._findings import Finding
+from ._settings import RunSettings, Settings
+
+if TYPE_CHECKING:
+    from ._interception import Interception
+    from ._watch import Watch
+
+
+@dataclass
+class RunState:
+    settings: RunSettings
+    baseline: set[BaselineKey]
+    findings: list[Finding] = field(default_factory=list)
+    app_calls: int = 0
+    """How many calls of watched apps the run's tests made."""
+    any_watched: bool = False
+    running_test: str = ""
+    interception: Interception | None = None
+    """Made on the first watched test: the engine is not imported before."""
+    outer_hang: tuple[float | None, Callable[[str], None] | None] | None = None
+    """The hang display of the session around this one (pytester), to hand back."""
+
+
+@dataclass
+class TestState:
+    """One test's settings and, while it is watched, its watch."""
+
+    __test__ = False  # not a test class, for pytest's collection
+
+    settings: Settings
+    watch: Watch | None = None

@@ -1,0 +1,196 @@
+"""A watch collects the stalls and blocking calls of one span of time, usually one test,
+and turns what the engine recorded into the `Stall` records a developer reads."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+
+from ._asgi import ASGIApp, wrap
+from ._blocking_apis import FIXES
+from ._calls import LAZY_INITIALISATION, call_catcher, compile_allowed
+from ._records import Endpoint, Frame, RawStall, SampledStack, Stall
+from ._stacks import blocking_line, blocking_stack, to_frame
+from ._stretches import wait_for_other_threads
+
+OFF_THE_LOOP = (
+    "move the work off the loop: `await anyio.to_thread.run_sync(...)` "
+    "(FastAPI: `run_in_threadpool`), or make the endpoint a `def`"
+)
+FRAMEWORK_WORK_FOR_A_DEF = (
+    "the endpoint is a `def`, yet FastAPI parses and validates the body and serialises "
+    "the response on the loop: send or return less, or build the `Response` in the endpoint"
+)
+
+
+class Watch:
+    """The stalls seen while this watch was active, and the threshold that defines one.
+
+    This is the object the `loopwatch` fixture returns.
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        *,
+        strict: bool = True,
+        allowed: Sequence[str] = (),
+    ) -> None:
+        self.threshold = threshold
+        self.strict = strict
+        """Whether known blocking calls count however fast (the default), or only the
+        threshold does."""
+        self.allowed = tuple(allowed)
+        """`module:function` patterns under which calls and stalls are let pass."""
+        self.app_calls = 0
+        """How many calls of watched apps began while this watch was active."""
+        self._allowed_stalls = compile_allowed((*LAZY_INITIALISATION, *self.allowed))
+        self._recorded: list[RawStall] = []
+        self._calls_seen: set[tuple[str, int] | None] = set()
+        self._stalls: list[Stall] = []
+        self._reported = 0
+        self._lock = threading.Lock()
+
+    @property
+    def stalls(self) -> tuple[Stall, ...]:
+        """Every stall and blocking call recorded so far, oldest first."""
+        self._resolve()
+        with self._lock:
+            return tuple(self._stalls)
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """Watch `app` wherever it is served (uvicorn in a thread, a custom transport)."""
+        return wrap(app)
+
+    def allow(self, *patterns: str) -> AbstractContextManager[None]:
+        """Inside the block, blocking calls made under `patterns` (`module:function`) are
+        let pass; with no pattern, every blocking call."""
+        return call_catcher.allowing(patterns)
+
+    def record(self, stall: RawStall) -> None:
+        """On the loop thread, inside the app's call: keep it, resolve nothing."""
+        with self._lock:
+            if stall.call is not None:
+                # A loop of a thousand sleeps is one finding, not a thousand; and a line
+                # that blocks is named once per test, by its first call (subprocess.run:
+                # Popen, not the read of its error pipe that follows).
+                line = blocking_line(next(iter(stall.samples))) if stall.samples else None
+                if line in self._calls_seen:
+                    return
+                self._calls_seen.add(line)
+            self._recorded.append(stall)
+
+    def take_unreported(self) -> tuple[Stall, ...]:
+        """The stalls recorded since the last call; the plugin reports each once.
+
+        App code still running on another thread (a live server answering the request the
+        test just got its response to) may be about to record a stall of this test: it
+        gets a moment to end first.
+        """
+        wait_for_other_threads(timeout=max(1.0, 10 * self.threshold))
+        self._resolve()
+        with self._lock:
+            fresh = tuple(self._stalls[self._reported :])
+            self._reported = len(self._stalls)
+            return fresh
+
+    def _resolve(self) -> None:
+        """Turn what was recorded into stalls: off the loop, since it reads source files."""
+        with self._lock:
+            recorded, self._recorded = self._recorded, []
+        resolved = _merge_calls_into_stalls(
+            [stall for raw in recorded if (stall := self._resolved(raw)) is not None]
+        )
+        with self._lock:
+            self._stalls.extend(resolved)
+
+    def _resolved(self, raw: RawStall) -> Stall | None:
+        """The stall a developer reads; None for a stall in allowed frames."""
+        found = blocking_stack(raw.samples) if raw.samples else None
+        stack: tuple[Frame, ...] = ()
+        location = reached_from = None
+        if found is not None:
+            sampled, index, reached_index = found
+            if raw.call is None and _runs_through(sampled, self._allowed_stalls):
+                return None
+            stack = tuple(to_frame(frame) for frame in sampled)
+            location = stack[index]
+            reached_from = None if reached_index is None else stack[reached_index]
+        endpoint = _endpoint(raw.endpoint)
+        return Stall(
+            duration=raw.duration,
+            threshold=raw.threshold,
+            request=raw.request,
+            route=raw.route,
+            endpoint=endpoint,
+            location=location,
+            stack=stack,
+            samples=sum(raw.samples.values()) if raw.samples else 0,
+            call=raw.call,
+            fix=_fix(raw, endpoint, location),
+            reached_from=reached_from,
+        )
+
+
+def _runs_through(stack: SampledStack, allowed: re.Pattern[str]) -> bool:
+    return any(allowed.match(f"{frame[3]}:{frame[2]}") for frame in stack)
+
+
+def _fix(raw: RawStall, endpoint: Endpoint | None, location: Frame | None) -> str | None:
+    if raw.family is not None:
+        return FIXES.get(raw.family)
+    if endpoint is not None and endpoint.is_async is False:
+        return FRAMEWORK_WORK_FOR_A_DEF
+    if location is not None and location.is_user_code:
+        return OFF_THE_LOOP
+    return None
+
+
+def _merge_calls_into_stalls(stalls: list[Stall]) -> list[Stall]:
+    """A blocking call that, at the same line of the same request, made a stall is one
+    finding: the stall, naming the call."""
+    calls = {_place(stall): stall for stall in stalls if stall.kind == "call"}
+    naming: dict[int, Stall] = {}
+    for stall in stalls:
+        call = calls.get(_place(stall)) if stall.kind == "stall" and stall.call is None else None
+        if call is not None:
+            naming[id(stall)] = call
+    absorbed = {id(call) for call in naming.values()}
+    return [
+        replace(stall, call=naming[id(stall)].call, fix=naming[id(stall)].fix)
+        if id(stall) in naming
+        else stall
+        for stall in stalls
+        if id(stall) not in absorbed
+    ]
+
+
+def _place(stall: Stall) -> tuple[object, ...]:
+    return (stall.request, stall.route, _line(stall.location))
+
+
+def _line(frame: Frame | None) -> tuple[str, int] | None:
+    return None if frame is None else (frame.file, frame.line)
+
+
+def _endpoint(endpoint: object) -> Endpoint | None:
+    if endpoint is None:
+        return None
+    target = inspect.unwrap(endpoint) if callable(endpoint) else endpoint
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    name = f"{module}.{qualname}" if module else qualname
+    is_async = inspect.iscoroutinefunction(target) if inspect.isfunction(target) else None
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        return Endpoint(name, code.co_filename, code.co_firstlineno, is_async)
+    try:
+        file = inspect.getsourcefile(target)  # type: ignore[arg-type]
+        line = inspect.getsourcelines(target)[1]  # type: ignore[arg-type]
+    except (TypeError, OSError):
+        return Endpoint(name, None, None, is_async)
+    return Endpoint(name, file, line, is_async)
