@@ -325,7 +325,9 @@ def _watch_clients_imported_since(item: pytest.Item) -> None:
     if _test_state(item).watch is None or interception is None:
         return
     try:
-        _engine().watch_clients_imported_since(interception)
+        import pytest_loopwatch._engine as engine
+
+        engine.watch_clients_imported_since(interception)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not watch the test clients: {error!r}")
 

@@ -365,7 +365,7 @@ def test_a_look_at_a_computing_loop_thread_keeps_the_watchdog_sampling(
 @pytest.fixture(params=["timer of the OS", "condition"])
 def alarm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The watchdog's alarm, each kind: Linux's timerfd and the condition used elsewhere."""
-    import pytest_loopwatch.alarm as alarm_module
+    import pytest_loopwatch._alarm as alarm_module
     import pytest_loopwatch._watchdog as watchdog_module
 
     shutdown()  # the next watch starts a watchdog with the alarm chosen here

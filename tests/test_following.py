@@ -233,7 +233,8 @@ def test_a_stall_in_a_websocket_handler_names_the_websocket(
         [
             "*_ test_websocket?block? _*",
             "  WEBSOCKET /ws  route /ws",
-            f"  blocked * ms at shapes.py:{line_of(shapes, 'WEBSOCKET')} in websocket",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'WEBSOCKET')} in websocket, "
+            "calling time.sleep(0.3)",
         ]
     )
 
@@ -452,7 +453,8 @@ def test_a_live_server_stall_lands_in_the_test_that_made_the_request(
         [
             "*_ test_live?1? _*",
             "  GET /sleep  route /sleep",
-            f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in sleep",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in sleep, "
+            "calling time.sleep(0.3)",
         ]
     )
 

@@ -7,12 +7,18 @@ from pathlib import Path
 import pytest
 from conftest import INI
 
-SLEEPS = """
+SPINS = """
 import pytest
 
-def test_sleep(test_client):
-    test_client.get("/sleep")
+def test_spin(test_client):
+    test_client.get("/cpu")
+
+@pytest.mark.loopwatch(threshold="50ms")
+def test_spin_past_a_lower_threshold(test_client):
+    test_client.get("/cpu")
 """
+"""The same stall of 300 ms of CPU, which calls nothing known to block: only the threshold
+decides, and the second test's marker is always below it."""
 
 
 def test_without_flag_marker_or_fixture_nothing_is_watched_or_patched(
@@ -38,10 +44,10 @@ def test_without_flag_marker_or_fixture_nothing_is_watched_or_patched(
 def test_a_threshold_above_the_stall_lets_it_pass(
     pytester: pytest.Pytester, app_files: Path, threshold: str
 ) -> None:
-    pytester.makepyfile(SLEEPS)
-    pytester.runpytest("--loopwatch", f"--loopwatch-threshold={threshold}").assert_outcomes(
-        passed=1
-    )
+    pytester.makepyfile(SPINS)
+    result = pytester.runpytest("--loopwatch", f"--loopwatch-threshold={threshold}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *::test_spin_past_a_lower_threshold*"])
 
 
 @pytest.mark.parametrize(
@@ -50,9 +56,9 @@ def test_a_threshold_above_the_stall_lets_it_pass(
 def test_a_threshold_below_the_stall_fails_and_is_shown(
     pytester: pytest.Pytester, app_files: Path, threshold: str, shown: str
 ) -> None:
-    pytester.makepyfile(SLEEPS)
+    pytester.makepyfile(SPINS)
     result = pytester.runpytest("--loopwatch", f"--loopwatch-threshold={threshold}")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [f"loopwatch: the event loop was blocked 1 time (threshold {shown})"]
     )
@@ -62,9 +68,9 @@ def test_ini_turns_watching_on_and_sets_the_threshold(
     pytester: pytest.Pytester, app_files: Path
 ) -> None:
     pytester.makeini(INI + "loopwatch = true\nloopwatch_threshold = 250ms\n")
-    pytester.makepyfile(SLEEPS)
+    pytester.makepyfile(SPINS)
     result = pytester.runpytest()
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*(threshold 250 ms)"])
 
 
@@ -72,11 +78,11 @@ def test_env_beats_ini_and_cli_beats_env(
     pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makeini(INI + "loopwatch = true\nloopwatch_threshold = 50ms\n")
-    pytester.makepyfile(SLEEPS)
+    pytester.makepyfile(SPINS)
     monkeypatch.setenv("LOOPWATCH_THRESHOLD", "1s")
-    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1, failed=1)
     result = pytester.runpytest("--loopwatch-threshold=60ms")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*(threshold 60 ms)"])
 
 
@@ -109,19 +115,19 @@ def test_the_marker_opts_a_test_out_and_sets_its_threshold(
 
         @pytest.mark.loopwatch(False)
         def test_opted_out(test_client):
-            test_client.get("/sleep")
+            test_client.get("/cpu")
 
         @pytest.mark.loopwatch(enabled=False)
         def test_opted_out_by_keyword(test_client):
-            test_client.get("/sleep")
+            test_client.get("/cpu")
 
         @pytest.mark.loopwatch(threshold="1s")
         def test_patient(test_client):
-            test_client.get("/sleep")
+            test_client.get("/cpu")
 
         @pytest.mark.loopwatch(threshold=0.05)
         def test_strict(test_client):
-            test_client.get("/sleep")
+            test_client.get("/cpu")
         """
     )
     result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=2s")
@@ -178,7 +184,7 @@ def test_wrap_watches_an_app_called_any_other_way(pytester: pytest.Pytester) -> 
     result.stdout.fnmatch_lines(
         [
             "  GET /direct",
-            "  blocked * ms at test_wrap_watches_an_app_called_any_other_way.py:5 in app",
+            "  blocked * ms at test_wrap_watches_an_app_called_any_other_way.py:5 in app, calling time.sleep(0.3)",
         ]
     )
 

@@ -122,7 +122,7 @@ def test_a_test_failing_on_its_own_keeps_its_failure_and_shows_the_stalls(
 def test_an_error_inside_loopwatch_is_reported_and_the_suite_carries_on(
     pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: object) -> NoReturn:
+    def broken(*args: object, **kwargs: object) -> NoReturn:
         raise RuntimeError("engine bug")
 
     monkeypatch.setattr(pytest_loopwatch._asgi, "RawStall", broken)  # the run is in-process

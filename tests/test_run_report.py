@@ -29,7 +29,11 @@ def test_fast(test_client):
 def test_the_header_says_loopwatch_watches_and_its_threshold(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=250ms")
-    result.stdout.fnmatch_lines(["loopwatch: watching every test, threshold 250 ms"])
+    result.stdout.fnmatch_lines(
+        ["loopwatch: watching every test for blocking calls and stalls over 250 ms"]
+    )
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold-only")
+    result.stdout.fnmatch_lines(["loopwatch: watching every test for stalls over 100 ms"])
     pytester.runpytest().stdout.no_fnmatch_line("loopwatch:*")
 
 
@@ -58,12 +62,27 @@ def test_the_summary_groups_stalls_by_route_and_line(
     )
 
 
-def test_without_stalls_the_summary_is_one_line(pytester: pytest.Pytester, app_files: Path) -> None:
-    pytester.makepyfile("def test_fast(test_client):\n    test_client.get('/fast')\n")
+def test_without_stalls_the_summary_is_one_line_counting_the_app_calls_watched(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_fast(test_client):
+            test_client.get('/fast')
+            test_client.get('/fast')
+
+        def test_no_app_at_all():
+            pass
+        """
+    )
     result = pytester.runpytest("--loopwatch")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["loopwatch: no stalls (threshold 100 ms)"])
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["loopwatch: no stalls (threshold 100 ms, 2 app calls watched)"])
     result.stdout.no_fnmatch_line("*= loopwatch =*")
+    result = pytester.runpytest("--loopwatch", "-k", "no_app")
+    result.stdout.fnmatch_lines(
+        ["loopwatch: no stalls (threshold 100 ms, no app call watched: no test called an app *)"]
+    )
 
 
 def validate(document: object) -> None:
@@ -198,7 +217,7 @@ def test_sleep_once(test_client):
         [
             "*_ test_new_blocking _*",
             "  GET /json  route /json",
-            "loopwatch baseline: 2 known stalls did not fail, 1 stale entries",
+            "loopwatch baseline: 2 known stalls did not fail, 1 stale entry",
             "  stale: *::test_sleep_once /sleep at app.py in sleep",
             "FAILED *::test_new_blocking*",
         ]

@@ -110,6 +110,11 @@ STRICT_APP = textwrap.dedent(
         await process.wait()
 
 
+    @app.get("/direct-sleep")
+    async def direct_sleep():
+        time.sleep(0.001)  # DIRECT-SLEEP
+
+
     @app.websocket("/ws")
     async def websocket(socket_: WebSocket):
         await socket_.accept()
@@ -130,7 +135,7 @@ CALLS = [
     ("subprocess", "SUBPROCESS", "subprocess.Popen([*, '-c', 'pass'])"),
     ("system", "SYSTEM", "os.system('true')"),
     ("sqlite", "SQLITE", "sqlite3.execute('select 1')"),
-    ("httpx-client", "HTTPX-CLIENT", "socket.*"),
+    ("httpx-client", "HTTPX-CLIENT", "httpx.Client.send(<Request('GET', 'http://127.0.0.1:9/')>)"),
 ]
 
 BOTH_CLIENTS = textwrap.dedent(
@@ -189,14 +194,14 @@ def test_each_blocking_call_on_the_loop_fails_in_strict_mode(
         result.stdout.fnmatch_lines(
             [
                 f"*_ {test} _*",
-                "loopwatch: 1 blocking call was made on the event loop (strict mode)",
+                "loopwatch: 1 blocking call was made on the event loop",
                 "",
                 f"  GET /async/{call}  route /async/{{call}}",
                 "  endpoint app.on_the_loop (app.py:*)",
                 f"  called {described.replace('[', '[[]')} at {line} in do",
             ]
         )
-    result.stdout.fnmatch_lines(["in all: 0 stalls, 2 blocking calls (strict mode)"])
+    result.stdout.fnmatch_lines(["in all: 0 stalls, 2 blocking calls"])
 
 
 @pytest.mark.parametrize("call", [call for call, _, _ in CALLS])
@@ -261,7 +266,7 @@ def test_a_websocket_handlers_call_names_the_websocket(
     )
 
 
-def test_strict_mode_comes_from_the_ini_or_a_marker_and_the_marker_can_turn_it_off(
+def test_calls_are_caught_by_default_and_the_threshold_alone_is_a_choice(
     pytester: pytest.Pytester, strict_app: Path
 ) -> None:
     pytester.makepyfile(
@@ -285,10 +290,26 @@ def test_strict_mode_comes_from_the_ini_or_a_marker_and_the_marker_can_turn_it_o
     result = pytester.runpytest()
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["FAILED *::test_strict*"])
-    pytester.makeini(INI + "loopwatch = true\nloopwatch_strict = true\n")
+    for args in (["--loopwatch"], ["--loopwatch-strict"]):
+        result = pytester.runpytest(*args)
+        result.assert_outcomes(passed=1, failed=2)
+        result.stdout.fnmatch_lines(
+            ["loopwatch: watching every test for blocking calls and stalls over 100 ms"]
+        )
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold-only")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["loopwatch: watching every test for stalls over 100 ms", "FAILED *::test_strict*"]
+    )
+    pytester.makeini(INI + "loopwatch = true\nloopwatch_strict = false\n")
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines(["*loopwatch: watching every test, threshold 100 ms, strict*"])
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *::test_strict*"])
+    result = pytester.runpytest("--loopwatch-strict", "--loopwatch-threshold-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --loopwatch-strict and --loopwatch-threshold-only contradict each other; *"]
+    )
 
 
 def test_allowed_calls_pass(pytester: pytest.Pytester, strict_app: Path) -> None:
@@ -308,10 +329,16 @@ def test_allowed_calls_pass(pytester: pytest.Pytester, strict_app: Path) -> None
 
         def test_allowed_by_the_ini():
             TestClient(app).get("/async/sleep")
+
+        def test_not_allowed():
+            TestClient(app).get("/direct-sleep")
         """
     )
-    result = pytester.runpytest("--loopwatch-strict")
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [f"  called time.sleep(0.001) at app.py:{line_of(strict_app, 'DIRECT-SLEEP')} in *"]
+    )
 
 
 def test_calls_inside_the_fixtures_allow_block_pass(
@@ -328,9 +355,9 @@ def test_calls_inside_the_fixtures_allow_block_pass(
             TestClient(app).get("/async/open")
         """
     )
-    result = pytester.runpytest("--loopwatch-strict")
+    result = pytester.runpytest("--loopwatch")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["loopwatch: 1 blocking call was made on the event loop *"])
+    result.stdout.fnmatch_lines(["loopwatch: 1 blocking call was made on the event loop"])
     result.stdout.fnmatch_lines(["  called open(*"])
 
 
@@ -374,7 +401,8 @@ def test_the_fixture_allows_calls_under_given_frames_only(
         (
             "loopwatch_strict = maybe",
             (),
-            "ERROR: ini option loopwatch_strict: *; use true or false",
+            "ERROR: 'maybe' is not a valid value for ini option loopwatch_strict; "
+            "use true or false",
         ),
     ],
 )
@@ -419,14 +447,25 @@ def test_nothing_stays_wrapped_after_a_strict_test(
         from starlette.testclient import TestClient
         from app import app
 
-        ORIGINALS = (time.sleep, os.read, os.write, dict(vars(socket.socket)))
+        import ssl
+        import unittest.mock
+        import httpx
+
+        def patched():
+            return (
+                time.sleep, os.read, os.write, dict(vars(socket.socket)),
+                dict(vars(ssl.SSLContext)), dict(vars(httpx.Client)),
+                dict(vars(unittest.mock._patch)), dict(vars(unittest.mock.CallableMixin)),
+            )
+
+        ORIGINALS = patched()
 
         @pytest.mark.loopwatch(strict=True)
         def test_strict():
             TestClient(app).get("/async/sleep")
 
         def test_after():
-            assert (time.sleep, os.read, os.write, dict(vars(socket.socket))) == ORIGINALS
+            assert patched() == ORIGINALS
         """
     )
     result = pytester.runpytest("-p", "no:randomly")
