@@ -1,9 +1,10 @@
-"""Overhead on fast requests: plain, --loopwatch, --loopwatch-strict and asyncio debug mode.
+"""Overhead on fast requests: plain, --loopwatch, its threshold alone, and asyncio debug mode.
 
 One client per case; in each round a batch of requests runs once per side, in an order
 that rotates from round to round. `loopwatch` is exactly what `--loopwatch` does for a
 test (client classes patched, a watch active, the watchdog polling), switched on and off
-around its batch; `strict` adds `--loopwatch-strict`; `asyncio debug` is the loop's own
+around its batch (blocking calls caught, the default); `threshold only` is
+`--loopwatch-threshold-only`; `asyncio debug` is the loop's own
 debug mode, what pytest-asyncio's `--asyncio-debug` turns on. Batches in one process
 cancel the drift of a shared machine, and many short batches outvote its hiccups; each
 batch starts after a full garbage collection, so that none pays for another's garbage.
@@ -31,8 +32,9 @@ import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from pytest_loopwatch.interception import Interception
-from pytest_loopwatch.watch import Watch, shutdown, start, stop
+from pytest_loopwatch import Watch
+from pytest_loopwatch._engine import shutdown, start, stop
+from pytest_loopwatch._interception import Interception
 
 app = FastAPI()
 
@@ -52,31 +54,29 @@ async def spawn() -> dict[str, bool]:
     return {"ok": True}
 
 
-SIDES = ("plain", "loopwatch", "strict", "asyncio debug")
-ROUNDS_OF = (("plain", "loopwatch", "strict"), ("plain", "asyncio debug"))
+SIDES = ("plain", "loopwatch", "threshold only", "asyncio debug")
+ROUNDS_OF = (("plain", "loopwatch", "threshold only"), ("plain", "asyncio debug"))
 """The sides measured in the same rounds."""
 
 
 @contextmanager
 def watching(strict: bool) -> Iterator[None]:
-    """What --loopwatch (and --loopwatch-strict) does around one test."""
+    """What --loopwatch (or with --loopwatch-threshold-only) does around one test."""
     interception = Interception()
     watch = Watch(threshold=0.1, strict=strict)
-    interception.install()
-    start(watch)
+    start(watch, interception)
     try:
         yield
     finally:
-        stop(watch)
-        interception.uninstall()
+        stop(watch, interception)
     assert not watch.stalls, watch.stalls
 
 
 def side_context(side: str) -> AbstractContextManager[None]:
     if side == "loopwatch":
-        return watching(strict=False)
-    if side == "strict":
         return watching(strict=True)
+    if side == "threshold only":
+        return watching(strict=False)
     return nullcontext()
 
 

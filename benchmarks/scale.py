@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from pytest_loopwatch import wrap
-from pytest_loopwatch.watch import Watch, shutdown, start, stop
+from pytest_loopwatch import Watch, wrap
+from pytest_loopwatch._engine import shutdown, start, stop
 
 COUNTS = (1, 10, 100, 1000)
 

@@ -25,9 +25,11 @@ from ._stretches import (
     Look,
     look_at,
     running_stretches,
-    sample_stack,
     set_alarm_keeper,
     set_alarm_stale_after,
+)
+from ._stretches import (
+    sample_stack as sample_stack,  # the benchmarks and tests time its calls here
 )
 
 _TIMER_FILE = sample_stack.__code__.co_filename

@@ -190,7 +190,11 @@ def test_any_asgi_app_is_watched_not_only_fastapi(pytester: pytest.Pytester) -> 
     result.assert_outcomes(failed=1)
     test_file = pytester.path / "test_any_asgi_app_is_watched_not_only_fastapi.py"
     result.stdout.fnmatch_lines(
-        ["  GET /raw", f"  blocked * ms at {test_file.name}:{line_of(test_file, 'BLOCKS')} in app, calling time.sleep(0.3)"]
+        [
+            "  GET /raw",
+            f"  blocked * ms at {test_file.name}:{line_of(test_file, 'BLOCKS')} in app, "
+            "calling time.sleep(0.3)",
+        ]
     )
 
 
@@ -211,5 +215,8 @@ def test_httpx2_asgi_transport_is_watched(pytester: pytest.Pytester, app_files: 
     result = pytester.runpytest("--loopwatch")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        [f"  blocked * ms at app.py:{line_of(app_files, 'SLEEP')} in sleep, calling time.sleep(0.3)"]
+        [
+            f"  blocked * ms at app.py:{line_of(app_files, 'SLEEP')} in sleep, "
+            "calling time.sleep(0.3)"
+        ]
     )

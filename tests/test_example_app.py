@@ -44,7 +44,8 @@ def test_each_report_names_request_route_endpoint_and_blocking_line(demo: pytest
     weather_report = [
         "  GET /weather-blocking/berlin  route /weather-blocking/{city}",
         f"  endpoint example_app.main.get_weather_blocking (*example_app/main.py:{weather - 1})",
-        f"  blocked * ms at *example_app/main.py:{sleep} in get_weather_blocking, calling time.sleep(0.3)",
+        f"  blocked * ms at *example_app/main.py:{sleep} in get_weather_blocking, "
+        "calling time.sleep(0.3)",
     ]
     calculate_report = [
         "  POST /calculate-blocking/  route /calculate-blocking/",

@@ -184,7 +184,8 @@ def test_wrap_watches_an_app_called_any_other_way(pytester: pytest.Pytester) -> 
     result.stdout.fnmatch_lines(
         [
             "  GET /direct",
-            "  blocked * ms at test_wrap_watches_an_app_called_any_other_way.py:5 in app, calling time.sleep(0.3)",
+            "  blocked * ms at test_wrap_watches_an_app_called_any_other_way.py:5 in app, "
+            "calling time.sleep(0.3)",
         ]
     )
 
