@@ -111,7 +111,7 @@ CATALOGUE: tuple[BlockingApi, ...] = (
         "urllib3.PoolManager",
         shown_arguments=2,
     ),
-    *_methods("urllib.request", "OpenerDirector", "open", "http", "urllib.request.urlopen"),
+    *_methods("urllib.request", "OpenerDirector", "open", "http", "urllib.request.OpenerDirector"),
     *_methods("smtplib", "SMTP", "connect sendmail send_message", "mail", "smtplib.SMTP"),
     # Databases and caches, sync drivers and clients.
     *_methods(
@@ -160,7 +160,7 @@ CATALOGUE: tuple[BlockingApi, ...] = (
         "database",
         "mongomock.Collection",
     ),
-    *_methods("botocore.client", "BaseClient", "_make_api_call", "cloud", "botocore.client"),
+    *_methods("botocore.client", "BaseClient", "_make_api_call", "cloud", "botocore.BaseClient"),
     # Password hashing: slow on purpose, and computed off the GIL or in C on the loop.
     *_functions("bcrypt", "hashpw checkpw kdf", "password", "bcrypt", shown_arguments=0),
     *_functions("hashlib", "pbkdf2_hmac scrypt", "password", "hashlib", shown_arguments=0),

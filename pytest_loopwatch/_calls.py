@@ -327,7 +327,7 @@ class CallCatcher:
         shown_as: str,
         family: str,
         blocks: Callable[[Any], bool] | None,
-        describe: Callable[[str, tuple[Any, ...]], str],
+        describe: Callable[[str, tuple[Any, ...], dict[str, Any]], str],
     ) -> None:
         """Notice calls of `owner.name` (whose first argument `blocks`), until `stop`."""
         original = getattr(owner, name)
@@ -335,7 +335,7 @@ class CallCatcher:
 
         def watched(*args: Any, **kwargs: Any) -> Any:
             if get_ident() in running_stretches and (blocks is None or (args and blocks(args[0]))):
-                catcher.notice(lambda: describe(shown_as, args), family)
+                catcher.notice(lambda: describe(shown_as, args, kwargs), family)
             return original(*args, **kwargs)
 
         watched.__name__ = watched.__qualname__ = name
@@ -439,17 +439,18 @@ def _is_library_data(path: object) -> bool:
     return os.path.isabs(shown) and shown.startswith(_LIBRARY_DATA)
 
 
-def _arguments(api: BlockingApi) -> Callable[[str, tuple[Any, ...]], str]:
+def _arguments(api: BlockingApi) -> Callable[[str, tuple[Any, ...], dict[str, Any]], str]:
     skip = 1 if api.is_method else 0
 
-    def describe(name: str, args: tuple[Any, ...]) -> str:
-        shown = args[skip : skip + api.shown_arguments]
-        return f"{name}({', '.join(_shorten(arg) for arg in shown)})"
+    def describe(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        # By keyword too: `requests.get(url)` calls `session.request(method=..., url=...)`.
+        shown = [*args[skip : skip + api.shown_arguments], *kwargs.values()]
+        return f"{name}({', '.join(_shorten(arg) for arg in shown[: api.shown_arguments])})"
 
     return describe
 
 
-def _first_argument(name: str, args: tuple[Any, ...]) -> str:
+def _first_argument(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return f"{name}({_shorten(args[0])})" if args else f"{name}()"
 
 
@@ -464,7 +465,7 @@ def _blocks(fd: int) -> bool:
         return False  # the call itself will say what is wrong with the descriptor
 
 
-def _peer(name: str, args: tuple[Any, ...]) -> str:
+def _peer(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     try:
         peer = args[0].getpeername()
     except OSError:

@@ -1,0 +1,215 @@
+"""Known blocking APIs fail the test however fast, or mocked, when app code calls them on
+the loop; the same calls in a `def` endpoint or a thread pass; the standard library's and
+common libraries' lazy set-up passes everywhere."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import line_of
+
+APPS = Path(__file__).parent / "apps"
+
+CLIENTS = """
+import httpx
+import pytest
+import responses
+from starlette.testclient import TestClient
+
+import known_apis
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def mocked_api():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get("http://api.test/users", json=[])
+        yield
+
+
+@pytest.fixture
+async def async_client():
+    transport = httpx.ASGITransport(app=known_apis.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+def test_client():
+    return TestClient(known_apis.app)
+"""
+
+EACH_WAY = """
+import pytest
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("way", ["async", "def", "to-thread"])
+async def test_through_asgi_transport(async_client, way):
+    assert (await async_client.get(f"/{way}/{name}")).status_code == 200
+
+@pytest.mark.parametrize("way", ["async", "def", "to-thread"])
+def test_through_test_client(test_client, way):
+    assert test_client.get(f"/{way}/{name}").status_code == 200
+"""
+
+
+@pytest.fixture
+def known_apis(pytester: pytest.Pytester) -> Path:
+    """`known_apis.py` and a conftest with its clients and a mocked `requests` API."""
+    shutil.copy(APPS / "known_apis.py", pytester.path)
+    pytester.makeconftest(CLIENTS)
+    return pytester.path / "known_apis.py"
+
+
+FAMILIES = [
+    ("requests", "REQUESTS", "requests.Session.request('get', 'http://api.test/users')"),
+    ("httpx", "HTTPX", "httpx.Client.send(<Request('GET', 'http://api.test/users')>)"),
+    ("urllib3", "URLLIB3", "urllib3.PoolManager.urlopen('GET', 'http://127.0.0.1:9/')"),
+    (
+        "urllib-request",
+        "URLLIB-REQUEST",
+        "urllib.request.OpenerDirector.open('http://127.0.0.1:9/')",
+    ),
+    ("smtplib", "SMTPLIB", "smtplib.SMTP.connect('127.0.0.1')"),
+    ("sqlalchemy", "SQLALCHEMY", "sqlalchemy.Engine.connect()"),
+    ("sqlite3", "SQLITE3", "sqlite3.connect(':memory:')"),
+    ("redis", "REDIS", "redis.Redis.execute_command('SET')"),
+    ("boto3", "BOTO3", "botocore.BaseClient._make_api_call('ListBuckets')"),
+    ("bcrypt", "BCRYPT", "bcrypt.hashpw()"),
+    ("argon2", "ARGON2", "argon2.PasswordHasher.hash()"),
+    ("passlib", "PASSLIB", "passlib.CryptContext.hash()"),
+    ("pwdlib", "PWDLIB", "pwdlib.PasswordHash.hash()"),
+    ("pbkdf2", "PBKDF2", "hashlib.pbkdf2_hmac()"),
+    ("file", "FILE", "open('*data.txt', 'r')"),
+]
+
+
+@pytest.mark.parametrize(("name", "tag", "described"), FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_a_fast_or_mocked_call_on_the_loop_fails_and_off_the_loop_passes(
+    pytester: pytest.Pytester, known_apis: Path, name: str, tag: str, described: str
+) -> None:
+    pytester.makepyfile(EACH_WAY.replace("{name}", name))
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(passed=4, failed=2)
+    called = described.replace("[", "[[]")
+    for test in ("test_through_asgi_transport?async?", "test_through_test_client?async?"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*_ {test} _*",
+                "loopwatch: 1 blocking call was made on the event loop",
+                "",
+                f"  GET /async/{name}  route /async/{{name}}",
+                "  endpoint known_apis.on_the_loop (known_apis.py:*)",
+                f"  called {called} at known_apis.py:{line_of(known_apis, tag)} in _*",
+                "  fix: *",
+            ]
+        )
+    result.stdout.no_fnmatch_line("FAILED *-def]*")
+    result.stdout.no_fnmatch_line("FAILED *-to-thread]*")
+
+
+def test_the_fix_names_the_async_way_for_each_kind_of_call(
+    pytester: pytest.Pytester, known_apis: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("name", ["requests", "sqlalchemy", "bcrypt", "file"])
+        def test_call(test_client, name):
+            test_client.get(f"/async/{name}")
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "  fix: use an async client (`httpx.AsyncClient`, made once and reused), *",
+            "  fix: use an async driver (an `AsyncSession`, asyncpg, aiosqlite), *",
+            "  fix: hash in a thread: `await anyio.to_thread.run_sync(...)` *",
+            "  fix: use `anyio.open_file`/`anyio.Path`, *",
+        ]
+    )
+
+
+def test_lazy_set_up_of_the_standard_library_and_templates_passes_beside_a_file_read(
+    pytester: pytest.Pytester, known_apis: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("name", ["mimetypes", "template", "zoneinfo", "file"])
+        def test_lazy(test_client, name):
+            test_client.get(f"/async/{name}")
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *::test_lazy[[]file[]]*"])
+
+
+def test_an_async_client_made_per_request_loads_certificates_on_the_loop(
+    pytester: pytest.Pytester, known_apis: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_per_request(test_client):
+            test_client.get("/async-client-per-request")
+
+        def test_shared(test_client):
+            test_client.get("/async-client-shared")
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_per_request _*",
+            f"  called ssl.SSLContext.load_verify_locations(*) at known_apis.py:"
+            f"{line_of(known_apis, 'ASYNC-CLIENT: loads the CA bundle')} in *",
+            "  fix: build the client (and its SSL context) once, in the lifespan, and reuse it",
+        ]
+    )
+
+
+def test_a_blocking_client_replaced_by_a_mock_still_counts(
+    pytester: pytest.Pytester, known_apis: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        from unittest import mock
+
+        def test_mocked_client_class(test_client):
+            with mock.patch("known_apis.httpx.Client") as client_class:
+                client_class.return_value.__enter__.return_value.get.return_value.status_code = 200
+                assert test_client.get("/mocked-client").json() == 200
+
+        @mock.patch("requests.get")
+        def test_mocked_function(get, test_client):
+            get.return_value.status_code = 201
+            assert test_client.get("/mocked-get").json() == 201
+
+        def test_mocked_off_the_loop(test_client):
+            with mock.patch("known_apis.httpx.Client"):
+                assert test_client.get("/def/httpx").status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_mocked_client_class _*",
+            "  called httpx.Client(...), replaced by a mock at known_apis.py:"
+            f"{line_of(known_apis, 'MOCKED-CLIENT: the test replaces httpx.Client')} in *",
+            "*_ test_mocked_function _*",
+            "  called requests.get(...), replaced by a mock at known_apis.py:"
+            f"{line_of(known_apis, 'MOCKED-GET')} in mocked_get",
+        ]
+    )
