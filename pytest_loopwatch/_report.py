@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from ._durations import format_duration
 from ._records import Frame, Stall
-from ._stacks import library_name
+from ._stacks import LIBRARY_ROOTS, is_user_code, library_name
 
 
 def display_path(file: str, base: str) -> str:
@@ -17,6 +17,17 @@ def display_path(file: str, base: str) -> str:
     except ValueError:
         return file
     return file if relative.startswith(os.pardir) else relative
+
+
+def shown_path(file: str, base: str) -> str:
+    """`file` as a report shows it: below `base` relative to it, in an installed package
+    from the package on (`starlette/routing.py`), else as it is."""
+    if is_user_code(file):
+        return display_path(file, base)
+    for root in LIBRARY_ROOTS:
+        if file.startswith(root):
+            return file[len(root) :]
+    return display_path(file, base)
 
 
 def describe_request(stall: Stall) -> str:
@@ -87,7 +98,7 @@ def _stall_lines(stall: Stall, base: str) -> Iterable[str]:
             yield f"  fix: {stall.fix}"
         return
     library = "" if location.is_user_code else " (library code)"
-    where = f"{display_path(location.file, base)}:{location.line} in {location.function}"
+    where = f"{shown_path(location.file, base)}:{location.line} in {location.function}"
     yield f"{what} at {where}{library}{_calling(stall)}"
     if location.code:
         yield f"      {location.code}"
@@ -118,6 +129,6 @@ def _stack_lines(stack: Sequence[Frame], base: str) -> Iterable[str]:
             yield f"    ... {count} ({libraries})"
             folded = []
         if frame is not None:
-            yield f"    {display_path(frame.file, base)}:{frame.line} in {frame.function}"
+            yield f"    {shown_path(frame.file, base)}:{frame.line} in {frame.function}"
             if frame.code:
                 yield f"        {frame.code}"

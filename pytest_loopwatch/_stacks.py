@@ -27,13 +27,13 @@ def _library_roots() -> tuple[str, ...]:
     return tuple(sorted(every, key=len, reverse=True))
 
 
-_LIBRARY_ROOTS = _library_roots()
+LIBRARY_ROOTS = _library_roots()
 
 
 @cache
 def is_user_code(file: str) -> bool:
     """True for the project's own files: not the standard library, installed packages or us."""
-    return not (file.startswith(("<", *_LIBRARY_ROOTS)) or is_own(file))
+    return not (file.startswith(("<", *LIBRARY_ROOTS)) or is_own(file))
 
 
 @cache
@@ -44,7 +44,7 @@ def is_own(file: str) -> bool:
 
 def library_name(file: str) -> str:
     """The package or module a library file belongs to: `starlette`, `asyncio`, `socket`."""
-    for root in _LIBRARY_ROOTS:
+    for root in LIBRARY_ROOTS:
         if file.startswith(root):
             first = file[len(root) :].split(os.sep, 1)[0]
             return first.removesuffix(".py")
@@ -97,7 +97,7 @@ def blocking_stack(samples: Counter[SampledStack]) -> tuple[SampledStack, int, i
     """The stack that shows where the stretch spent most of its samples, its blocking frame
     and the app frame that led there, loopwatch's own frames left out.
 
-    Samples are grouped by their blocking frame (file, line), so a CPU loop spread over
+    Samples are grouped by the innermost app frame (file, line), so a CPU loop spread over
     many inner library calls still points at the one user line that drives it.
     """
     by_location: Counter[tuple[str, int]] = Counter()
@@ -107,7 +107,8 @@ def blocking_stack(samples: Counter[SampledStack]) -> tuple[SampledStack, int, i
         if not stack:
             continue
         index, reached_from = blocking_index(stack)
-        key = (stack[index][0], stack[index][1])
+        anchor = stack[index if reached_from is None else reached_from]
+        key = (anchor[0], anchor[1])
         by_location[key] += count
         if key not in example or example[key][3] < count:
             example[key] = (stack, index, reached_from, count)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ._durations import format_duration
 from ._findings import Finding
-from ._report import describe_request, display_path
+from ._report import describe_request, shown_path
 
 
 @dataclass
@@ -29,7 +29,7 @@ def summary_lines(findings: Iterable[Finding], base: str) -> list[str]:
         where = (
             "(no stack sample)"
             if location is None
-            else f"{display_path(location.file, base)}:{location.line}"
+            else f"{shown_path(location.file, base)}:{location.line}"
         )
         # Calls group by the function called; their arguments (a descriptor) may differ.
         called = None if stall.kind != "call" else (stall.call or "").partition("(")[0]

@@ -131,7 +131,7 @@ class Watch:
             stack=stack,
             samples=sum(raw.samples.values()) if raw.samples else 0,
             call=raw.call,
-            fix=_fix(raw, endpoint, location),
+            fix=_fix(raw, endpoint, location, reached_from),
             reached_from=reached_from,
         )
 
@@ -140,12 +140,14 @@ def _runs_through(stack: SampledStack, allowed: re.Pattern[str]) -> bool:
     return any(allowed.match(f"{frame[3]}:{frame[2]}") for frame in stack)
 
 
-def _fix(raw: RawStall, endpoint: Endpoint | None, location: Frame | None) -> str | None:
+def _fix(
+    raw: RawStall, endpoint: Endpoint | None, location: Frame | None, reached_from: Frame | None
+) -> str | None:
     if raw.family is not None:
         return FIXES.get(raw.family)
     if endpoint is not None and endpoint.is_async is False:
         return FRAMEWORK_WORK_FOR_A_DEF
-    if location is not None and location.is_user_code:
+    if reached_from is not None or (location is not None and location.is_user_code):
         return OFF_THE_LOOP
     return None
 
