@@ -20,6 +20,7 @@ RUNS = [
     ("accuracy.py", ["--plot", str(DOCS / "accuracy.png")]),
     ("scale.py", ["--plot", str(DOCS / "scale.png")]),
     ("soak.py", []),
+    ("audit_hook.py", []),
     # Last: its spinning processes would slow whatever ran beside them.
     ("busy_machine.py", []),
 ]

@@ -44,13 +44,15 @@ LAZY_INITIALISATION = (
     "jinja2.utils:open_if_exists",
     "fastapi.openapi.*:*",
     "fastapi.applications:FastAPI.openapi",
+    "fastapi.applications:FastAPI.setup.<locals>.*",
     "fastapi.routing:_extract_endpoint_context",
 )
 """Allowed by default, blocking calls and stalls alike: one-time work on first use that is
 not the user's to change. Imports and source lookups for tracebacks read files; the
 standard library reads its MIME table and time-zone data on first use, Jinja2 a template
-on its first render; FastAPI builds its OpenAPI schema on the first `/openapi.json` and
-reads each endpoint's source position on its first request (55-70 ms on a quiet machine)."""
+on its first render; FastAPI builds its OpenAPI schema on the first `/openapi.json` (and
+serves it, and its docs pages, from endpoints of its own) and reads each endpoint's source
+position on its first request (55-70 ms on a quiet machine)."""
 
 ALLOWED_CALLS_ONLY = ("asyncio.*:*", "trio.*:*")
 """Allowed for blocking calls only: asyncio and trio start subprocesses with a short

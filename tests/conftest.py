@@ -3,199 +3,17 @@
 from __future__ import annotations
 
 import os
-import textwrap
+import sys
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+APPS = Path(__file__).parent / "apps"
+"""The apps and inner conftests the pytester sessions copy: real files, linted and typed."""
+
 STALL = 0.3
-"""Seconds each blocking handler holds the loop: three times the default threshold."""
-
-APP = textwrap.dedent(
-    f'''
-    import asyncio
-    import json
-    import re
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    import anyio.to_thread
-    from fastapi import Depends, FastAPI
-    from starlette.concurrency import run_in_threadpool
-
-    STALL = {STALL}
-    app = FastAPI()
-
-
-    def make_document(target=STALL):
-        """A JSON document that takes json.loads at least `target` seconds on this machine."""
-        size = 200_000
-        while True:
-            document = "[" + "1.5," * size + "1]"
-            start = time.perf_counter()
-            json.loads(document)
-            if time.perf_counter() - start >= target:
-                return document
-            size *= 2
-
-
-    DOCUMENT = make_document()
-
-
-    def spin():
-        # STALL seconds of this thread's CPU, however busy the machine is.
-        deadline = time.thread_time() + STALL
-        while time.thread_time() < deadline:  # CPU
-            pass
-
-
-    def sleep_dependency():
-        time.sleep(STALL)  # DEF-DEPENDENCY
-
-
-    async def blocking_dependency():
-        time.sleep(STALL)  # ASYNC-DEPENDENCY
-
-
-    @app.get("/sleep")
-    async def sleep():
-        time.sleep(STALL)  # SLEEP
-
-
-    @app.get("/cpu")  # CPU-ENDPOINT
-    async def cpu():
-        spin()
-
-
-    @app.get("/http")
-    async def http(url: str):
-        urllib.request.urlopen(url).read()  # HTTP
-
-
-    SLEEPER = [sys.executable, "-c", "import time; time.sleep({STALL})"]
-
-
-    @app.get("/subprocess")
-    async def run_subprocess():
-        subprocess.run(SLEEPER, check=True)  # SUBPROCESS
-
-
-    @app.get("/dependency")
-    async def dependency(_=Depends(blocking_dependency)):
-        return "ok"
-
-
-    @app.get("/json")
-    async def parse_json():
-        return len(json.loads(DOCUMENT))  # JSON
-
-
-    @app.get("/sync/sleep")
-    def sync_sleep():
-        time.sleep(STALL)
-
-
-    @app.get("/sync/cpu")
-    def sync_cpu():
-        spin()
-
-
-    @app.get("/sync/http")
-    def sync_http(url: str):
-        urllib.request.urlopen(url).read()
-
-
-    @app.get("/sync/subprocess")
-    def sync_subprocess():
-        subprocess.run(SLEEPER, check=True)
-
-
-    @app.get("/sync/dependency")
-    async def sync_dependency(_=Depends(sleep_dependency)):
-        return "ok"
-
-
-    @app.get("/sync/json")
-    def sync_json():
-        return len(json.loads(DOCUMENT))
-
-
-    @app.get("/await/sleep")
-    async def await_sleep():
-        await asyncio.sleep(STALL)
-
-
-    @app.get("/await/threadpool")
-    async def await_threadpool():
-        await run_in_threadpool(time.sleep, STALL)
-
-
-    @app.get("/await/to-thread")
-    async def await_to_thread():
-        await anyio.to_thread.run_sync(spin)
-
-
-    @app.get("/fast")
-    async def fast():
-        return "ok"
-    '''
-)
-
-CLIENTS = textwrap.dedent(
-    '''
-    import http.server
-    import threading
-    import time
-
-    import httpx
-    import pytest
-    from starlette.testclient import TestClient
-
-    import app as app_module
-
-
-    @pytest.fixture
-    def anyio_backend():
-        return "asyncio"
-
-
-    @pytest.fixture(scope="session")
-    def slow_server():
-        """A real HTTP server on loopback that answers after app_module.STALL seconds."""
-
-        class SlowHandler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                time.sleep(app_module.STALL)
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"slow")
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-    @pytest.fixture
-    async def async_client():
-        transport = httpx.ASGITransport(app=app_module.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
-    @pytest.fixture
-    def test_client():
-        return TestClient(app_module.app)
-    '''
-)
+"""Seconds each blocking handler of `apps/handlers.py` holds the loop."""
 
 
 INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
@@ -206,13 +24,28 @@ HTTPX = os.environ.get("LOOPWATCH_TEST_HTTPX", "httpx")
 """The client the inner sessions' ASGITransport tests use: tox's httpx2 env sets httpx2."""
 
 
+@pytest.fixture(scope="session")
+def json_items() -> str:
+    """How large a JSON document must be for json.loads to take STALL seconds here: measured
+    once, not in each inner session that imports the app (0.6 s each)."""
+    sys.path.insert(0, str(APPS))
+    try:
+        from handlers import json_items_taking
+    finally:
+        sys.path.remove(str(APPS))
+    return str(json_items_taking(STALL))
+
+
 @pytest.fixture
-def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def pytester(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, json_items: str
+) -> pytest.Pytester:
     """pytester, with an ini that keeps pytest-asyncio quiet in the inner sessions.
 
     With LOOPWATCH_TEST_HTTPX=httpx2, every inner `import httpx` imports httpx2 instead.
     """
     pytester.makeini(INI)
+    monkeypatch.setenv("LOOPWATCH_TEST_JSON_ITEMS", json_items)
     # Under CI, pytest prints whole failure messages in the short summary; the inner
     # sessions should read the same everywhere.
     for variable in ("CI", "BUILD_NUMBER"):
@@ -235,10 +68,29 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     return pytester
 
 
+class NoStalls(Protocol):
+    def __call__(self, result: pytest.RunResult, *, passed: int, app_calls: int) -> None: ...
+
+
+@pytest.fixture
+def assert_no_stalls() -> NoStalls:
+    """Check that a session's tests all passed with no stall while loopwatch watched
+    `app_calls` calls of their apps: a pass that broken interception could not fake."""
+
+    def check(result: pytest.RunResult, *, passed: int, app_calls: int) -> None:
+        result.assert_outcomes(passed=passed)
+        calls = "1 app call" if app_calls == 1 else f"{app_calls} app calls"
+        result.stdout.fnmatch_lines([f"loopwatch: no stalls (threshold *, {calls} watched)"])
+
+    return check
+
+
 @pytest.fixture
 def app_files(pytester: pytest.Pytester) -> Path:
     """`app.py` with handlers of every kind, and a conftest with clients and a slow server."""
-    pytester.makepyfile(app=APP, conftest=CLIENTS)
+    pytester.makepyfile(
+        app=(APPS / "handlers.py").read_text(), conftest=(APPS / "clients.py").read_text()
+    )
     return pytester.path / "app.py"
 
 

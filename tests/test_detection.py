@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import line_of
+from conftest import NoStalls, line_of
 
 BOTH_CLIENTS = textwrap.dedent(
     """
@@ -80,15 +80,14 @@ def test_a_blocking_async_handler_fails_with_its_blocking_line(
     ],
 )
 def test_the_same_work_off_the_loop_passes(
-    pytester: pytest.Pytester, app_files: Path, path: str
+    pytester: pytest.Pytester, app_files: Path, path: str, assert_no_stalls: NoStalls
 ) -> None:
     pytester.makepyfile(BOTH_CLIENTS.format(path=path))
-    result = pytester.runpytest("--loopwatch")
-    result.assert_outcomes(passed=2)
+    assert_no_stalls(pytester.runpytest("--loopwatch"), passed=2, app_calls=2)
 
 
 def test_a_thousand_fast_requests_in_one_test_pass(
-    pytester: pytest.Pytester, app_files: Path
+    pytester: pytest.Pytester, app_files: Path, assert_no_stalls: NoStalls
 ) -> None:
     pytester.makepyfile(
         """
@@ -105,11 +104,12 @@ def test_a_thousand_fast_requests_in_one_test_pass(
                     assert test_client.get("/fast").status_code == 200
         """
     )
-    pytester.runpytest("--loopwatch").assert_outcomes(passed=2)
+    # The lifespan of `with test_client` is an app call too.
+    assert_no_stalls(pytester.runpytest("--loopwatch"), passed=2, app_calls=2001)
 
 
 def test_slow_code_in_the_test_itself_is_not_a_stall(
-    pytester: pytest.Pytester, app_files: Path
+    pytester: pytest.Pytester, app_files: Path, assert_no_stalls: NoStalls
 ) -> None:
     pytester.makepyfile(
         """
@@ -128,10 +128,12 @@ def test_slow_code_in_the_test_itself_is_not_a_stall(
             test_client.get("/fast")
         """
     )
-    pytester.runpytest("--loopwatch").assert_outcomes(passed=2)
+    assert_no_stalls(pytester.runpytest("--loopwatch"), passed=2, app_calls=4)
 
 
-def test_creating_the_app_inside_the_test_is_not_a_stall(pytester: pytest.Pytester) -> None:
+def test_creating_the_app_inside_the_test_is_not_a_stall(
+    pytester: pytest.Pytester, assert_no_stalls: NoStalls
+) -> None:
     pytester.makepyfile(
         """
         import httpx
@@ -160,7 +162,7 @@ def test_creating_the_app_inside_the_test_is_not_a_stall(pytester: pytest.Pytest
                 assert client.get("/item-7").status_code == 200
         """
     )
-    pytester.runpytest("--loopwatch").assert_outcomes(passed=2)
+    assert_no_stalls(pytester.runpytest("--loopwatch"), passed=2, app_calls=3)
 
 
 def test_any_asgi_app_is_watched_not_only_fastapi(pytester: pytest.Pytester) -> None:

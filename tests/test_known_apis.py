@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import line_of
+from conftest import INI, line_of
 
 APPS = Path(__file__).parent / "apps"
 
@@ -213,3 +213,28 @@ def test_a_blocking_client_replaced_by_a_mock_still_counts(
             f"{line_of(known_apis, 'MOCKED-GET')} in mocked_get",
         ]
     )
+
+
+def test_a_stall_in_frameworks_first_use_passes_and_allowed_frames_can_be_added(
+    pytester: pytest.Pytester,
+) -> None:
+    shutil.copy(APPS / "big_schema.py", pytester.path)
+    pytester.makepyfile(
+        """
+        from starlette.testclient import TestClient
+        import big_schema
+
+        def test_schema():
+            assert TestClient(big_schema.app).get("/openapi.json").status_code == 200
+
+        def test_computing():
+            assert TestClient(big_schema.app).get("/computing").status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=20ms", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *::test_computing*"])
+    pytester.makeini(INI + "loopwatch_allow = big_schema:computing\n")
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=20ms", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["loopwatch: no stalls (threshold 20 ms, 2 app calls watched)"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import textwrap
 from pathlib import Path
 
@@ -134,7 +135,10 @@ def patchable_state() -> dict[str, object]:
 
     import httpx
     import httpx2
-    from starlette import testclient
+
+    # By module path: `from starlette import testclient` would take the package's
+    # attribute, which may be a module an earlier in-process session dropped.
+    testclient = importlib.import_module("starlette.testclient")
 
     return {
         "threads": sorted(thread.name for thread in threading.enumerate()),

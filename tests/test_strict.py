@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import INI, line_of
+from conftest import INI, NoStalls, line_of
 
 STRICT_APP = textwrap.dedent(
     """
@@ -207,15 +207,14 @@ def test_each_blocking_call_on_the_loop_fails_in_strict_mode(
 @pytest.mark.parametrize("call", [call for call, _, _ in CALLS])
 @pytest.mark.parametrize("way", ["def", "to-thread", "run-in-threadpool"])
 def test_the_same_calls_off_the_loop_pass(
-    pytester: pytest.Pytester, strict_app: Path, way: str, call: str
+    pytester: pytest.Pytester, strict_app: Path, way: str, call: str, assert_no_stalls: NoStalls
 ) -> None:
     pytester.makepyfile(BOTH_CLIENTS.format(path=f"/{way}/{call}"))
-    result = pytester.runpytest("--loopwatch", "--loopwatch-strict")
-    result.assert_outcomes(passed=2)
+    assert_no_stalls(pytester.runpytest("--loopwatch"), passed=2, app_calls=2)
 
 
 def test_async_io_and_calls_in_tests_and_fixtures_pass(
-    pytester: pytest.Pytester, strict_app: Path
+    pytester: pytest.Pytester, strict_app: Path, assert_no_stalls: NoStalls
 ) -> None:
     pytester.makepyfile(
         BOTH_CLIENTS.format(path="/async-io"),
@@ -239,8 +238,8 @@ def test_async_io_and_calls_in_tests_and_fixtures_pass(
                 assert client.get("/def/sleep").status_code == 200
         """,
     )
-    result = pytester.runpytest("--loopwatch", "--loopwatch-strict")
-    result.assert_outcomes(passed=3)
+    # Two requests to /async-io; a lifespan and a request through `with TestClient`.
+    assert_no_stalls(pytester.runpytest("--loopwatch"), passed=3, app_calls=4)
 
 
 def test_a_websocket_handlers_call_names_the_websocket(
@@ -362,7 +361,7 @@ def test_calls_inside_the_fixtures_allow_block_pass(
 
 
 def test_the_fixture_allows_calls_under_given_frames_only(
-    pytester: pytest.Pytester, strict_app: Path
+    pytester: pytest.Pytester, strict_app: Path, assert_no_stalls: NoStalls
 ) -> None:
     pytester.makepyfile(
         """
@@ -374,8 +373,7 @@ def test_the_fixture_allows_calls_under_given_frames_only(
                 TestClient(app).get("/async/sleep")
         """
     )
-    result = pytester.runpytest("--loopwatch-strict")
-    result.assert_outcomes(passed=1)
+    assert_no_stalls(pytester.runpytest("--loopwatch-strict"), passed=1, app_calls=1)
     pytester.makepyfile(
         """
         from starlette.testclient import TestClient
