@@ -177,7 +177,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # Before the test modules import the app: SQLite connections opened at import
         # are traced only if the hook already listens.
         call_catcher.install_hook()
-    if config.pluginmanager.hasplugin("xdist"):
+    # By its hook, not its name: loaded as `-p xdist.plugin` (a sealed run), xdist is not
+    # registered as "xdist".
+    if hasattr(config.pluginmanager.hook, "pytest_testnodedown"):
         config.pluginmanager.register(_XdistController(config), "loopwatch-xdist")
 
 

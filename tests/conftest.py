@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,20 @@ APPS = Path(__file__).parent / "apps"
 STALL = 0.3
 """Seconds each blocking handler of `apps/handlers.py` holds the loop."""
 
+
+SEALED = " ".join(
+    f"-p {plugin}"
+    for plugin in (
+        "pytest_loopwatch.plugin",
+        "anyio.pytest_plugin",
+        "pytest_asyncio.plugin",
+        "xdist.plugin",
+        "pytest_timeout",
+    )
+    if importlib.util.find_spec(plugin.partition(".")[0]) is not None
+)
+"""The plugins of every inner session, by module: an entry point's name such as `asyncio`
+would also mark the standard library's module of that name for assertion rewriting."""
 
 INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 """The inner sessions' ini; tests that write their own ini start from it."""
@@ -50,10 +65,12 @@ def pytester(
     # sessions should read the same everywhere.
     for variable in ("CI", "BUILD_NUMBER"):
         monkeypatch.delenv(variable, raising=False)
-    # pytest-randomly (installed for the coexistence tests) would reorder the inner
-    # sessions' tests, and pytest-rerunfailures leaves a server thread behind each session
-    # under xdist; the tests that want them take this away.
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly -p no:rerunfailures")
+    # Sealed: the inner sessions load the plugins they are given and no other that happens
+    # to be installed (pytest-randomly would reorder their tests, pytest-rerunfailures
+    # leaves a server thread behind each session under xdist); the tests that want one
+    # add it to SEALED.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("PYTEST_ADDOPTS", SEALED)
     if HTTPX != "httpx":
         makepyfile = pytester.makepyfile
 

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import STALL, line_of
+from conftest import INI, STALL, line_of
 
 CLOCK_PATCHES = {
     "monkeypatch": textwrap.dedent(
@@ -119,7 +119,7 @@ def test_no_hang_is_shown_below_the_hang_duration(
 def test_a_bad_hang_duration_stops_the_run_with_one_line(
     pytester: pytest.Pytester, args: tuple[str, ...], ini: str, message: str
 ) -> None:
-    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makeini(f"{INI}{ini}\n")
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR

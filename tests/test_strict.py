@@ -407,7 +407,7 @@ def test_the_fixture_allows_calls_under_given_frames_only(
 def test_bad_strict_settings_stop_the_run_with_one_line(
     pytester: pytest.Pytester, ini: str, args: tuple[str, ...], message: str
 ) -> None:
-    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makeini(f"{INI}{ini}\n")
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
