@@ -73,7 +73,14 @@ def stop(watch: Watched, interception: Interception | None = None) -> None:
     report_stretches_longer_than(None)
     follower.stop_following()
     watchdog.pause()
-    call_catcher.stop()
+    call_catcher.pause()
+
+
+def rest() -> None:
+    """Between watched tests, before one that is not watched: nothing of loopwatch stays in
+    place (the wrappers that catch blocking calls stay between watched tests only)."""
+    if not _watching:
+        call_catcher.stop()
 
 
 def internal_errors() -> list[str]:
@@ -90,5 +97,6 @@ def show_hangs(
 
 
 def shutdown() -> None:
-    """End the watchdog thread; nothing of loopwatch runs after this."""
+    """End the watchdog thread and restore what is wrapped; nothing of loopwatch runs after."""
+    call_catcher.stop()
     watchdog.stop()

@@ -36,8 +36,14 @@ _CALLERS = (
 )
 
 
-def _codes_of(cls: type) -> Iterator[CodeType]:
-    """The code of every method of `cls`, with the functions nested in them."""
+@functools.lru_cache(maxsize=8)
+def _codes_of(cls: type) -> frozenset[CodeType]:
+    """The code of every method of `cls`, with the functions nested in them; looked up
+    once per class, not once per watched test."""
+    return frozenset(_walk_codes(cls))
+
+
+def _walk_codes(cls: type) -> Iterator[CodeType]:
     pending: list[CodeType] = []
     for attribute in vars(cls).values():
         function = getattr(attribute, "__func__", attribute)
@@ -71,6 +77,9 @@ class _WatchedAppAttribute:
 
     def __init__(self, client_code: set[CodeType] | None) -> None:
         self._client_code = client_code
+        self._last: tuple[object, Any] = (None, None)
+        """The app read last and the watched app handed out for it: a test's requests
+        nearly always go to one app, which then costs no new wrapper per request."""
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
@@ -79,11 +88,16 @@ class _WatchedAppAttribute:
             app: ASGIApp = instance.__dict__["app"]
         except KeyError:
             raise AttributeError("app") from None
+        last_app, last_watched = self._last
+        if last_app is app and self._client_code is None:
+            return last_watched
         if isinstance(app, LoopwatchMiddleware) or (
             self._client_code is not None and sys._getframe(1).f_code not in self._client_code
         ):
             return app
-        return _WatchedOnRead(watched_call, app)
+        watched = _WatchedOnRead(watched_call, app)
+        self._last = (app, watched)
+        return watched
 
     def __set__(self, instance: object, app: ASGIApp) -> None:
         # TestClient hands its app to its transport: storing the original keeps the
@@ -97,9 +111,15 @@ class Interception:
     def __init__(self) -> None:
         self._saved: list[tuple[type, object]] = []
         self._client_code: set[CodeType] = set()
+        self._installed_with: tuple[int, ...] = ()
+        """The client modules, by identity, when `install` last looked at them."""
 
     def install(self) -> None:
         """Patch the client classes imported since the last call; idempotent."""
+        imported = tuple(id(sys.modules.get(module_name)) for module_name, _, _ in _CALLERS)
+        if self._saved and imported == self._installed_with:
+            return  # the same modules as at the last call: their classes are patched
+        self._installed_with = imported
         patched = {cls for cls, _ in self._saved}
         try:
             for module_name, class_name, users_read_it in _CALLERS:
@@ -125,3 +145,4 @@ class Interception:
             else:
                 cls.app = original  # type: ignore[attr-defined]
         self._client_code.clear()
+        self._installed_with = ()

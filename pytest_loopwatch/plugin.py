@@ -255,6 +255,10 @@ def _begin(item: pytest.Item) -> None:
     run = item.config.stash[RUN]
     run.running_test = item.nodeid
     if not state.settings.enabled:
+        if run.interception is not None:  # an earlier test watched: its wrappers go now
+            import pytest_loopwatch._engine as engine
+
+            engine.rest()
         return
     run.any_watched = True
     try:
