@@ -4,11 +4,12 @@ A threshold catches what is slow on this machine today; a `time.sleep(0.01)`, a 
 an in-memory SQLite or a request to a mocked transport is fast in a test and blocks in
 production. Python announces most blocking primitives as audit events (PEP 578): one hook,
 which returns at once for any other event. What Python does not announce is wrapped while
-a test is watched and restored after it: the known blocking APIs of `_blocking_apis` that
-are imported, the socket methods that send and receive, `os.read` and `os.write`,
-`time.sleep` before Python 3.13, and SQLite statements (a trace callback on each
-connection opened once the hook listens). A mock that a test put in place of a known
-blocking API (`unittest.mock.patch`) counts as that API when app code calls it.
+tests are watched, and restored before a test that is not and at the end of the session:
+the known blocking APIs of `_blocking_apis` that are imported, the socket methods that
+send and receive, `os.read` and `os.write`, `time.sleep` before Python 3.13, and SQLite
+statements (a trace callback on each connection opened once the hook listens). A mock
+that a test put in place of a known blocking API (`unittest.mock.patch`) counts as that
+API when app code calls it.
 
 Code that bound a wrapped function to a name of its own before the test began
 (`from bcrypt import hashpw`) keeps the unwrapped one.
