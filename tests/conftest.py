@@ -5,6 +5,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+
+# Imported here, before any inner session: pytester drops the modules an in-process session
+# imported first, and a later `from unittest import mock` would then get that dropped
+# module from the package while pytest (its patch-argument count) and loopwatch (the mocks
+# it follows) look at the one in sys.modules.
+import unittest.mock  # noqa: F401
 from pathlib import Path
 from typing import Protocol
 
