@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
@@ -23,19 +22,8 @@ STALL = 0.3
 """Seconds each blocking handler of `apps/handlers.py` holds the loop."""
 
 
-SEALED = " ".join(
-    f"-p {plugin}"
-    for plugin in (
-        "pytest_loopwatch.plugin",
-        "anyio.pytest_plugin",
-        "pytest_asyncio.plugin",
-        "xdist.plugin",
-        "pytest_timeout",
-    )
-    if importlib.util.find_spec(plugin.partition(".")[0]) is not None
-)
-"""The plugins of every inner session, by module: an entry point's name such as `asyncio`
-would also mark the standard library's module of that name for assertion rewriting."""
+INNER_ADDOPTS = "-p no:randomly -p no:rerunfailures"
+"""The inner sessions' options: the installed plugins but those two."""
 
 INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 """The inner sessions' ini; tests that write their own ini start from it."""
@@ -71,12 +59,12 @@ def pytester(
     # sessions should read the same everywhere.
     for variable in ("CI", "BUILD_NUMBER"):
         monkeypatch.delenv(variable, raising=False)
-    # Sealed: the inner sessions load the plugins they are given and no other that happens
-    # to be installed (pytest-randomly would reorder their tests, pytest-rerunfailures
-    # leaves a server thread behind each session under xdist); the tests that want one
-    # add it to SEALED.
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setenv("PYTEST_ADDOPTS", SEALED)
+    # pytest-randomly (installed for the coexistence tests) would reorder the inner
+    # sessions' tests, and pytest-rerunfailures leaves a server thread behind each session
+    # under xdist; the tests that want them set INNER_ADDOPTS without them. Not sealed with
+    # PYTEST_DISABLE_PLUGIN_AUTOLOAD: `-p module` of a plugin already imported warns
+    # (PytestAssertRewriteWarning) where the package is installed as a wheel, as in tox.
+    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
     if HTTPX != "httpx":
         makepyfile = pytester.makepyfile
 

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import INI, SEALED, line_of
+from conftest import INI, line_of
 
 BLOCKING_AND_CLEAN = textwrap.dedent(
     """
@@ -75,7 +75,7 @@ def test_a_hang_is_shown_before_pytest_timeout_kills_the_run(
 def test_pytest_randomly_order_changes_nothing(
     pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PYTEST_ADDOPTS", f"{SEALED} -p pytest_randomly")
+    monkeypatch.delenv("PYTEST_ADDOPTS")  # the inner sessions' default turns randomly off
     pytester.makepyfile(BLOCKING_AND_CLEAN)
     for seed in (1, 2, 3):
         result = pytester.runpytest("--loopwatch", f"--randomly-seed={seed}")
@@ -86,7 +86,7 @@ def test_pytest_randomly_order_changes_nothing(
 def test_pytest_rerunfailures_reruns_watched_and_a_fixed_rerun_passes(
     pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PYTEST_ADDOPTS", f"{SEALED} -p pytest_rerunfailures")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")  # rerunfailures on
     pytester.makepyfile(
         """
         import pytest
@@ -108,12 +108,11 @@ def test_pytest_rerunfailures_reruns_watched_and_a_fixed_rerun_passes(
 
 
 def test_without_pytest_asyncio_anyio_tests_are_watched(
-    pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, app_files: Path
 ) -> None:
     pytester.makepyfile(BLOCKING_AND_CLEAN)
     pytester.makeini("[pytest]\n")
-    monkeypatch.setenv("PYTEST_ADDOPTS", SEALED.replace("-p pytest_asyncio.plugin", ""))
-    result = pytester.runpytest("--loopwatch")
+    result = pytester.runpytest("--loopwatch", "-p", "no:asyncio")
     result.assert_outcomes(passed=2, failed=2)
     assert_blocking_ones_failed_at_their_line(result, app_files)
 

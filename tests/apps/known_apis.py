@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +29,14 @@ import sqlalchemy
 import urllib3
 from botocore.stub import Stubber
 from fastapi import FastAPI
-from passlib.context import CryptContext
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.orm import Session
+
+with warnings.catch_warnings():
+    # passlib 1.7.4 imports the standard library's `crypt`, deprecated since Python 3.11.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from passlib.context import CryptContext
 
 app = FastAPI()
 
