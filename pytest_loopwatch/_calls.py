@@ -56,9 +56,11 @@ on its first render; FastAPI builds its OpenAPI schema on the first `/openapi.js
 serves it, and its docs pages, from endpoints of its own) and reads each endpoint's source
 position on its first request (55-70 ms on a quiet machine)."""
 
-ALLOWED_CALLS_ONLY = ("asyncio.*:*", "trio.*:*")
+ALLOWED_CALLS_ONLY = ("asyncio.*:*", "trio.*:*", "_pytest.*:*")
 """Allowed for blocking calls only: asyncio and trio start subprocesses with a short
-blocking fork on behalf of their own async APIs."""
+blocking fork on behalf of their own async APIs; pytest's own hooks (its unraisable-exception
+hook formatting a traceback when the collector finalises an object) can run inside a
+stretch, and are not the app's."""
 
 ALLOW_FORM = "module:function, each side an fnmatch pattern (e.g. logging:* or myapp.db:connect)"
 
