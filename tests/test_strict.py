@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import INI, NoStalls, line_of
+from conftest import HTTPX, INI, NoStalls, line_of
 
 STRICT_APP = textwrap.dedent(
     """
@@ -135,7 +135,11 @@ CALLS = [
     ("subprocess", "SUBPROCESS", "subprocess.Popen([*, '-c', 'pass'])"),
     ("system", "SYSTEM", "os.system('true')"),
     ("sqlite", "SQLITE", "sqlite3.execute('select 1')"),
-    ("httpx-client", "HTTPX-CLIENT", "httpx.Client.send(<Request('GET', 'http://127.0.0.1:9/')>)"),
+    (
+        "httpx-client",
+        "HTTPX-CLIENT",
+        f"{HTTPX}.Client.send(<Request('GET', 'http://127.0.0.1:9/')>)",
+    ),
 ]
 
 BOTH_CLIENTS = textwrap.dedent(
