@@ -26,6 +26,12 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def close_connections():
+    yield
+    known_apis.ENGINE.dispose()
+
+
 @pytest.fixture(autouse=True)
 def mocked_api():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

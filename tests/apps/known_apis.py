@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 with warnings.catch_warnings():
     # passlib 1.7.4 imports the standard library's `crypt`, deprecated since Python 3.11.
@@ -44,7 +45,11 @@ CLOSED_PORT = "http://127.0.0.1:9/"
 """Nothing listens there: a connection is refused at once, which is fast, not harmless."""
 
 MOCKED_HTTPX = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200)))
-ENGINE = sqlalchemy.create_engine("sqlite://")
+# One connection for every thread, closed by the session's end (`close_connections`): left to
+# the collector, an open SQLite connection is a ResourceWarning on Python 3.13.
+ENGINE = sqlalchemy.create_engine(
+    "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+)
 REDIS = fakeredis.FakeRedis()
 S3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
 STUBBED_S3 = Stubber(S3)
