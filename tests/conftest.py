@@ -13,6 +13,8 @@ import unittest.mock  # noqa: F401
 from pathlib import Path
 from typing import Protocol
 
+# Likewise bcrypt: a PyO3 module of the lowest tested release cannot be initialised twice.
+import bcrypt  # noqa: F401
 import pytest
 
 APPS = Path(__file__).parent / "apps"
