@@ -169,6 +169,10 @@ def test_nothing_of_loopwatch_outlives_the_session_or_runs_before_watching(
 
         import app as app_module
 
+        # asyncio's own loops: an earlier in-process session (uvloop's) may have left its
+        # policy behind, and on uvloop the factory stays for the whole test by design.
+        asyncio.set_event_loop_policy(None)
+
         def watchdog_running():
             return any(t.name == "loopwatch-watchdog" for t in threading.enumerate())
 
