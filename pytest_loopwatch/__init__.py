@@ -5,13 +5,15 @@ How one request becomes a verdict, module by module (each imports only those bel
 
 - `plugin`: the pytest hooks. They resolve the settings (`_settings`), start and stop the
   engine around each watched test (`_engine`), and report (`_report`, `_summary`,
-  `_findings`, `_baseline`), keeping what the run found in one `RunState` (`_run`).
+  `_findings`, `_baseline`; for CI, `_annotations` and `_sarif`, by the repository lines of
+  `_blocking_lines`), keeping what the run found in one `RunState` (`_run`).
 - `_watch`: the `Watch` a test records into; it resolves what the engine recorded into
   `Stall` records, off the loop, when the test's phase ends.
 - `_engine`: turns the rest on and off, and drains the one internal-error sink.
-- `_interception`: hands the test clients (httpx's and httpx2's ASGITransport,
-  Starlette's TestClient) the app wrapped by `_asgi`, whose middleware drives the app's
-  coroutine and records long stretches and blocking calls as `RawStall`s.
+- `_interception`: hands the test clients (httpx's and httpx2's ASGITransport; Starlette's,
+  Litestar's, Quart's and Django's) the app wrapped by `_asgi`, whose middleware drives the
+  app's coroutine and records long stretches and blocking calls as `RawStall`s, with the
+  route and endpoint `_routes` reads from each framework.
 - `_spawned` follows the tasks a request creates; `_calls` catches known blocking calls
   (audit events, wrapped entry points of `_blocking_apis`, mocks standing in for them);
   `_watchdog` samples the stack of long stretches while they run.

@@ -16,6 +16,7 @@ import pytest_loopwatch._stretches as _stretches
 
 from ._internal_errors import note
 from ._records import RawStall, Request, SampledStack
+from ._routes import endpoint_in_scope, route_in_scope
 from ._spawned import follower
 from ._stretches import running_stretches, timed
 
@@ -80,6 +81,24 @@ def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Aw
     thread = get_ident()
     if not _stretches.timing or thread in running_stretches:
         return app(scope, receive, send)
+    phase: list[str] | None = None
+    if scope.get("type") == "lifespan":
+        phase, receive = _following_lifespan_phase(receive)
+    return _timed_call(app(scope, receive, send), scope, app, phase, thread)
+
+
+def watched_handler_call(handler: object, call: Awaitable[Any], scope: Scope) -> Awaitable[Any]:
+    """`call`, a framework handler's coroutine for the request in `scope` (Django's test
+    client calls no ASGI app), timed as `watched_call` times an app's."""
+    thread = get_ident()
+    if not _stretches.timing or thread in running_stretches:
+        return call
+    return _timed_call(call, scope, handler, None, thread)
+
+
+def _timed_call(
+    call: Awaitable[Any], scope: Scope, app: object, phase: list[str] | None, thread: int
+) -> Awaitable[Any]:
     if _recorders:
         _recorders[-1].app_calls += 1
     # An asyncio loop followed last is still the one running here while it runs on this
@@ -93,13 +112,10 @@ def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Aw
                 follower.follow(loop)
             except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
                 note(f"following the tasks of a request: {error!r}")
-    phase: list[str] | None = None
-    if scope.get("type") == "lifespan":
-        phase, receive = _following_lifespan_phase(receive)
     return timed(
-        app(scope, receive, send),
+        call,
         _record_stall,
-        (scope, scope.get("root_path", ""), phase),
+        (scope, scope.get("root_path", ""), phase, app),
         follower.spawn_hook,
     )
 
@@ -117,7 +133,7 @@ def _following_lifespan_phase(receive: Receive) -> tuple[list[str], Receive]:
 
 
 def _record_stall(
-    call: tuple[Scope, str, list[str] | None],
+    call: tuple[Scope, str, list[str] | None, object],
     duration: float,
     samples: Counter[SampledStack] | None,
     blocking_call: str | None = None,
@@ -128,7 +144,7 @@ def _record_stall(
     recorder = active_recorder()
     if recorder is None:
         return
-    scope, entry_root_path, phase = call
+    scope, entry_root_path, phase, app = call
     if blocking_call is not None and scope.get("type") == "lifespan":
         return  # opening files and connecting at startup is what a lifespan is for
     try:
@@ -142,24 +158,13 @@ def _record_stall(
                     path=scope.get("path"),
                     phase=None if phase is None else phase[0],
                 ),
-                route=_route(scope, entry_root_path),
-                endpoint=scope.get("endpoint"),
+                route=route_in_scope(scope, entry_root_path),
+                endpoint=endpoint_in_scope(scope),
                 samples=samples,
                 call=blocking_call,
                 family=family,
+                app=app,
             )
         )
     except Exception as error:  # noqa: BLE001 - never raise into the app
         note(f"recording a stall: {error!r}")
-
-
-def _route(scope: Scope, entry_root_path: str) -> str | None:
-    """The matched route's path template, with the prefix of the mounts it sits under."""
-    template = getattr(scope.get("route"), "path", None)
-    if not isinstance(template, str):
-        return None
-    root_path = scope.get("root_path", "")
-    mounted_under = (
-        root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
-    )
-    return mounted_under + template

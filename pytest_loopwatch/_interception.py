@@ -10,30 +10,61 @@ descriptor restores the classes exactly.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import CodeType, FunctionType
-from typing import Any
+from typing import Any, TypeAlias
 
-from ._asgi import ASGIApp, LoopwatchMiddleware, watched_call
+from ._asgi import ASGIApp, LoopwatchMiddleware, Scope, watched_call, watched_handler_call
 
 _MISSING = object()
 
-# (module, class, whether users read its `app`). Transports are read on every request and
-# hardly ever by users: every read gets the watched app. `TestClient.app` is what users
-# read (`client.app.dependency_overrides`) and the client itself reads only for the
-# lifespan: there, only reads by the client's own code get the watched app. (Looking at
-# the caller costs 2% of a fast request, too much for the transports.)
+_Class: TypeAlias = tuple[str, str]
+"""(module, class name)."""
+
+# (the class, the classes whose code reads its `app` for calling it, or None for every
+# reader). Transports are read on every request and hardly ever by users: every read
+# gets the watched app. A test client's `app` is what users read
+# (`client.app.dependency_overrides`, `client.app.state`): only its own code and the
+# transports and sessions it hands itself to get the watched app. (Looking at the caller
+# costs 2% of a fast request, too much for the transports.)
 # Only modules the test suite has imported are patched, so that loopwatch never imports
 # a client (with side effects such as Starlette's warning about httpx) on its own.
-_CALLERS = (
-    ("httpx", "ASGITransport", False),
-    ("httpx2", "ASGITransport", False),
-    ("httpx2.websockets._transport", "ASGIWebSocketAsyncNetworkStream", False),
-    ("starlette.testclient", "_TestClientTransport", False),
-    ("starlette.testclient", "WebSocketTestSession", False),
-    ("starlette.testclient", "TestClient", True),
+_CALLERS: tuple[tuple[_Class, tuple[_Class, ...] | None], ...] = (
+    (("httpx", "ASGITransport"), None),
+    (("httpx2", "ASGITransport"), None),
+    (("httpx2.websockets._transport", "ASGIWebSocketAsyncNetworkStream"), None),
+    (("starlette.testclient", "_TestClientTransport"), None),
+    (("starlette.testclient", "WebSocketTestSession"), None),
+    (("starlette.testclient", "TestClient"), (("starlette.testclient", "TestClient"),)),
+    (
+        ("litestar.testing.client.base", "BaseTestClient"),
+        (
+            ("litestar.testing.transport", "TestClientTransport"),
+            ("litestar.testing.life_span_handler", "LifeSpanHandler"),
+            ("litestar.testing.websocket_test_session", "WebSocketTestSession"),
+        ),
+    ),
+    # Quart's test client hands the app to a connection per request, which calls it.
+    (("quart.testing.connections", "TestHTTPConnection"), None),
+    (("quart.testing.connections", "TestWebsocketConnection"), None),
+    (("quart.testing.app", "TestApp"), None),
 )
+
+_HANDLERS: tuple[_Class, ...] = (("django.test.client", "AsyncClientHandler"),)
+"""Test clients that call no ASGI app but a handler's `async def __call__(scope)`:
+Django's `AsyncClient`, whose handler runs the middleware and the view on the loop."""
+
+
+_MODULE_FUNCTIONS: tuple[_Class, ...] = (("django.core.handlers.base", "async_to_sync"),)
+"""Where Django's sync `Client` turns an `async def` view into a call that runs it on a
+loop of its own: each such view's coroutine is timed there."""
+
+
+def _class(name: _Class) -> type | None:
+    cls = getattr(sys.modules.get(name[0]), name[1], None)
+    return cls if isinstance(cls, type) else None
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,33 +136,78 @@ class _WatchedAppAttribute:
         instance.__dict__["app"] = app.app if isinstance(app, _WatchedOnRead) else app
 
 
+def _watched_handler(original: Callable[[Any, Scope], Awaitable[Any]]) -> Any:
+    def __call__(handler: Any, scope: Scope) -> Awaitable[Any]:
+        return watched_handler_call(handler, original(handler, scope), scope)
+
+    __call__.__wrapped__ = original  # type: ignore[attr-defined]
+    return __call__
+
+
+def _watched_async_to_sync(original: Callable[..., Any]) -> Any:
+    def async_to_sync(function: Callable[..., Any], **options: Any) -> Any:
+        if not inspect.iscoroutinefunction(function):
+            return original(function, **options)
+
+        @functools.wraps(function)
+        async def timed_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+            scope = {
+                "type": "http",
+                "method": getattr(request, "method", None),
+                "path": getattr(request, "path", None),
+            }
+            # The request stands for the app: a Django object, by which the route is found.
+            return await watched_handler_call(request, function(request, *args, **kwargs), scope)
+
+        return original(timed_view, **options)
+
+    async_to_sync.__wrapped__ = original  # type: ignore[attr-defined]
+    return async_to_sync
+
+
 class Interception:
     """Installs the watched `app` attribute on every client class imported so far."""
 
     def __init__(self) -> None:
-        self._saved: list[tuple[type, object]] = []
+        self._saved: list[tuple[object, str, object]] = []
+        """(class or module, attribute, its value before): what `uninstall` puts back."""
         self._client_code: set[CodeType] = set()
         self._installed_with: tuple[int, ...] = ()
         """The client modules, by identity, when `install` last looked at them."""
 
     def install(self) -> None:
         """Patch the client classes imported since the last call; idempotent."""
-        imported = tuple(id(sys.modules.get(module_name)) for module_name, _, _ in _CALLERS)
+        imported = tuple(id(sys.modules.get(module)) for module in _MODULES)
         if self._saved and imported == self._installed_with:
             return  # the same modules as at the last call: their classes are patched
         self._installed_with = imported
-        patched = {cls for cls, _ in self._saved}
+        patched = {(cls, name) for cls, name, _ in self._saved}
         try:
-            for module_name, class_name, users_read_it in _CALLERS:
-                cls = getattr(sys.modules.get(module_name), class_name, None)
-                if not isinstance(cls, type) or cls in patched:
+            for client, readers in _CALLERS:
+                cls = _class(client)
+                if cls is None or (cls, "app") in patched:
                     continue
-                if users_read_it:
-                    self._client_code.update(_codes_of(cls))
-                self._saved.append((cls, cls.__dict__.get("app", _MISSING)))
+                for reader in readers or ():
+                    reading_class = _class(reader)
+                    if reading_class is not None:
+                        self._client_code.update(_codes_of(reading_class))
+                self._saved.append((cls, "app", cls.__dict__.get("app", _MISSING)))
                 cls.app = _WatchedAppAttribute(  # type: ignore[attr-defined]
-                    self._client_code if users_read_it else None
+                    None if readers is None else self._client_code
                 )
+            for handler in _HANDLERS:
+                cls = _class(handler)
+                if cls is None or (cls, "__call__") in patched:
+                    continue
+                self._saved.append((cls, "__call__", cls.__dict__["__call__"]))
+                cls.__call__ = _watched_handler(cls.__dict__["__call__"])  # type: ignore[method-assign]
+            for module_name, name in _MODULE_FUNCTIONS:
+                module = sys.modules.get(module_name)
+                original = getattr(module, name, None)
+                if original is None or (module, name) in patched:
+                    continue
+                self._saved.append((module, name, original))
+                setattr(module, name, _watched_async_to_sync(original))
         except BaseException:
             self.uninstall()
             raise
@@ -139,10 +215,21 @@ class Interception:
     def uninstall(self) -> None:
         """Put every patched class back as it was."""
         while self._saved:
-            cls, original = self._saved.pop()
+            cls, name, original = self._saved.pop()
             if original is _MISSING:
-                del cls.app  # type: ignore[attr-defined]
+                delattr(cls, name)
             else:
-                cls.app = original  # type: ignore[attr-defined]
+                setattr(cls, name, original)
         self._client_code.clear()
         self._installed_with = ()
+
+
+_MODULES = tuple(
+    dict.fromkeys(
+        [client[0] for client, _ in _CALLERS]
+        + [reader[0] for _, readers in _CALLERS for reader in readers or ()]
+        + [handler[0] for handler in _HANDLERS]
+        + [function[0] for function in _MODULE_FUNCTIONS]
+    )
+)
+"""Every module whose classes are patched or read: a new one imported means a new look."""

@@ -92,3 +92,5 @@ class RawStall:
     call: str | None = None
     family: str | None = None
     """For a blocking call: what kind of API it is (`http`, `sleep`...), for the fix."""
+    app: Any = None
+    """The app called: Quart and Django requests are matched to their route by it."""

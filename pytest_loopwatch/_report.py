@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 
 from ._durations import format_duration
-from ._records import Frame, Stall
+from ._records import Frame, Request, Stall
 from ._stacks import LIBRARY_ROOTS, is_user_code, library_name
 
 
@@ -30,16 +30,19 @@ def shown_path(file: str, base: str) -> str:
     return display_path(file, base)
 
 
-def describe_request(stall: Stall) -> str:
-    request = stall.request
+def request_head(request: Request) -> str:
+    """`GET /items/3`, `WEBSOCKET /ws`, `lifespan startup`."""
     if request.type == "http":
-        head = f"{request.method} {request.path}"
-    elif request.type == "websocket":
-        head = f"WEBSOCKET {request.path}"
-    elif request.type == "lifespan":
-        head = f"lifespan {request.phase}" if request.phase else "lifespan"
-    else:
-        head = request.type or "ASGI call"
+        return f"{request.method} {request.path}"
+    if request.type == "websocket":
+        return f"WEBSOCKET {request.path}"
+    if request.type == "lifespan":
+        return f"lifespan {request.phase}" if request.phase else "lifespan"
+    return request.type or "ASGI call"
+
+
+def describe_request(stall: Stall) -> str:
+    head = request_head(stall.request)
     return f"{head}  route {stall.route}" if stall.route else head
 
 

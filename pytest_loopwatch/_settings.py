@@ -25,6 +25,8 @@ THRESHOLD_ENV = "LOOPWATCH_THRESHOLD"
 MARKER = "loopwatch"
 MARKER_SIGNATURE = "loopwatch(enabled=True, *, threshold=None, strict=None)"
 MODES = ("fail", "warn")
+ANNOTATIONS = ("auto", "github", "off")
+"""`auto`: GitHub Actions annotations when GitHub Actions runs the tests (`GITHUB_ACTIONS`)."""
 ALLOW_FORM = "module:function, each side an fnmatch pattern (e.g. logging:* or myapp.db:connect)"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -53,6 +55,9 @@ class RunSettings:
     report: str | None
     baseline: str | None
     update_baseline: bool
+    annotations: bool = False
+    """Whether to print a GitHub Actions workflow command per blocking line."""
+    sarif: str | None = None
 
 
 def _duration(value: object, where: str, what: str = "threshold") -> float:
@@ -137,6 +142,18 @@ def run_settings(
     update_baseline = bool(cli.get("loopwatch_update_baseline"))
     if update_baseline and baseline is None:
         raise pytest.UsageError("--loopwatch-update-baseline needs --loopwatch-baseline=PATH")
+    annotations = "auto"
+    for value, where in (
+        (ini.get("loopwatch_annotations"), "ini option loopwatch_annotations"),
+        (cli.get("loopwatch_annotations"), "--loopwatch-annotations"),
+    ):
+        if value in (None, ""):
+            continue
+        if value not in ANNOTATIONS:
+            raise pytest.UsageError(
+                f"{value!r} is not a valid value for {where}; use auto, github or off"
+            )
+        annotations = str(value)
     return RunSettings(
         test=Settings(enabled=enabled, threshold=threshold, strict=strict),
         mode=mode,
@@ -145,6 +162,9 @@ def run_settings(
         report=cli.get("loopwatch_report"),
         baseline=baseline,
         update_baseline=update_baseline,
+        annotations=annotations == "github"
+        or (annotations == "auto" and env.get("GITHUB_ACTIONS") == "true"),
+        sarif=cli.get("loopwatch_sarif"),
     )
 
 

@@ -14,6 +14,7 @@ from ._asgi import ASGIApp, wrap
 from ._blocking_apis import FIXES
 from ._calls import LAZY_INITIALISATION, call_catcher, compile_allowed
 from ._records import Endpoint, Frame, RawStall, SampledStack, Stall
+from ._routes import match_again
 from ._stacks import blocking_line, blocking_stack, to_frame
 from ._stretches import wait_for_other_threads
 
@@ -122,12 +123,15 @@ class Watch:
             stack = tuple(to_frame(frame) for frame in sampled)
             location = stack[index]
             reached_from = None if reached_index is None else stack[reached_index]
-        endpoint = _endpoint(raw.endpoint)
+        route, endpoint_object = raw.route, raw.endpoint
+        if route is None and endpoint_object is None:
+            route, endpoint_object = match_again(raw.app, raw.request)
+        endpoint = _endpoint(endpoint_object)
         return Stall(
             duration=raw.duration,
             threshold=raw.threshold,
             request=raw.request,
-            route=raw.route,
+            route=route,
             endpoint=endpoint,
             location=location,
             stack=stack,

@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import _internal_errors
+from ._annotations import workflow_commands
 from ._baseline import BaselineKey, baseline_document, load_baseline, stall_key
+from ._blocking_lines import BlockingLine, blocking_lines, repository_root
 from ._durations import ACCEPTED_FORMS, format_duration
 from ._findings import Finding, from_json, report_document, to_json
 from ._report import format_stalls, one_line
 from ._run import RunState, TestState
+from ._sarif import sarif_log
 from ._settings import (
     ALLOW_FORM,
     MARKER,
@@ -54,6 +57,8 @@ _CLI_OPTIONS = (
     "loopwatch_report",
     "loopwatch_baseline",
     "loopwatch_update_baseline",
+    "loopwatch_annotations",
+    "loopwatch_sarif",
 )
 _INI_OPTIONS = {
     "loopwatch": "true or false",
@@ -62,6 +67,7 @@ _INI_OPTIONS = {
     "loopwatch_mode": "fail or warn",
     "loopwatch_hang": f"a string: {ACCEPTED_FORMS}",
     "loopwatch_allow": f"one pattern per line: {ALLOW_FORM}",
+    "loopwatch_annotations": "auto, github or off",
 }
 
 
@@ -72,7 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--loopwatch",
         action="store_true",
         default=None,
-        help="watch every ASGI app called through httpx/httpx2 ASGITransport or TestClient",
+        help="watch every app called through httpx/httpx2 ASGITransport or a framework's "
+        "test client (Starlette/FastAPI, Litestar, Quart, Django)",
     )
     group.addoption(
         "--loopwatch-threshold",
@@ -119,6 +126,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write every stall of the run to PATH as JSON (schema: report.schema.json)",
     )
     group.addoption(
+        "--loopwatch-sarif",
+        metavar="PATH",
+        default=None,
+        help="write a SARIF 2.1.0 log to PATH for code scanning: one result per blocking line",
+    )
+    group.addoption(
+        "--loopwatch-annotations",
+        metavar="auto|github|off",
+        default=None,
+        help="print a GitHub Actions annotation per blocking line: github, off, or auto "
+        "(the default: when GITHUB_ACTIONS=true)",
+    )
+    group.addoption(
         "--loopwatch-hang",
         metavar="DURATION",
         default=None,
@@ -141,6 +161,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("loopwatch_mode", "default for --loopwatch-mode: fail or warn", default="")
     parser.addini("loopwatch_hang", "default for --loopwatch-hang", default="")
+    parser.addini(
+        "loopwatch_annotations",
+        "default for --loopwatch-annotations: auto, github or off",
+        default="",
+    )
 
 
 def _ini(config: pytest.Config) -> dict[str, object]:
@@ -428,6 +453,30 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _write_json(config, settings.report, document)
     if settings.baseline is not None and settings.update_baseline:
         _write_json(config, settings.baseline, baseline_document(run.findings, base))
+    if settings.sarif is not None:
+        from . import __version__
+
+        root = _repository_root(config)
+        _write_json(config, settings.sarif, sarif_log(_lines(config, run, root), root, __version__))
+
+
+def _repository_root(config: pytest.Config) -> Path:
+    return repository_root(config.invocation_params.dir, os.environ)
+
+
+def _lines(config: pytest.Config, run: RunState, root: Path) -> list[BlockingLine]:
+    """The run's blocking lines in the repository, each known to have failed a test or not."""
+    base = str(config.invocation_params.dir)
+    settings = run.settings
+
+    def failing(finding: Finding) -> bool:
+        return (
+            settings.mode == "fail"
+            and not settings.update_baseline
+            and stall_key(finding.test, finding.stall, base) not in run.baseline
+        )
+
+    return blocking_lines(run.findings, base=base, root=root, failing=failing)
 
 
 def _write_json(config: pytest.Config, path: str, document: object) -> None:
@@ -461,6 +510,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("loopwatch", yellow=True)
         for line in summary_lines(run.findings, base):
             terminalreporter.line(line)
+        if run.settings.annotations:
+            for command in workflow_commands(_lines(config, run, _repository_root(config))):
+                terminalreporter.write_line(command)
     if run.baseline:
         seen = {stall_key(f.test, f.stall, base) for f in run.findings}
         stale = sorted(run.baseline - seen, key=str)
@@ -477,7 +529,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         else:
             watched = (
                 "no app call watched: no test called an app through httpx's or httpx2's "
-                "ASGITransport, Starlette's TestClient or loopwatch.wrap()"
+                "ASGITransport, a framework's test client or loopwatch.wrap()"
             )
         terminalreporter.line(f"loopwatch: no stalls (threshold {threshold}, {watched})")
     errors = _internal_errors.take()

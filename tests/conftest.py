@@ -57,9 +57,9 @@ def pytester(
     """
     pytester.makeini(INI)
     monkeypatch.setenv("LOOPWATCH_TEST_JSON_ITEMS", json_items)
-    # Under CI, pytest prints whole failure messages in the short summary; the inner
-    # sessions should read the same everywhere.
-    for variable in ("CI", "BUILD_NUMBER"):
+    # Under CI, pytest prints whole failure messages in the short summary, and loopwatch
+    # annotates on GitHub Actions; the inner sessions should read the same everywhere.
+    for variable in ("CI", "BUILD_NUMBER", "GITHUB_ACTIONS", "GITHUB_WORKSPACE"):
         monkeypatch.delenv(variable, raising=False)
     # pytest-randomly (installed for the coexistence tests) would reorder the inner
     # sessions' tests, and pytest-rerunfailures leaves a server thread behind each session
