@@ -17,7 +17,7 @@ import pytest_loopwatch._stretches as _stretches
 from ._internal_errors import note
 from ._records import RawStall, Request, SampledStack
 from ._routes import endpoint_in_scope, route_in_scope
-from ._spawned import follower
+from ._spawned import follower, spawned_task
 from ._stretches import running_stretches, timed
 
 Scope: TypeAlias = MutableMapping[str, Any]
@@ -66,7 +66,18 @@ class LoopwatchMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await watched_call(self.app, scope, receive, send)
+        if watched_by_its_class(self.app):  # a framework's app, watched while a test runs
+            await self.app(scope, receive, send)
+        else:
+            await watched_call(self.app, scope, receive, send)
+
+
+WATCHED_MARK = "_loopwatch_watches_calls"
+"""Set on a framework's `__call__` that loopwatch replaced to watch every call of its apps."""
+
+
+def watched_by_its_class(app: object) -> bool:
+    return getattr(type(app).__call__, WATCHED_MARK, False) is True
 
 
 def wrap(app: ASGIApp) -> ASGIApp:
@@ -76,15 +87,23 @@ def wrap(app: ASGIApp) -> ASGIApp:
     return LoopwatchMiddleware(app)
 
 
-def watched_call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-    """Call `app`, timed while a watch is active and no watched call around it times it."""
+def watched_call(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    method: Callable[[Any, Scope, Receive, Send], Awaitable[None]] | None = None,
+) -> Awaitable[None]:
+    """Call `app` (through `method`, its class's own `__call__`, when given), timed while a
+    watch is active and no watched call around it times it."""
     thread = get_ident()
     if not _stretches.timing or thread in running_stretches:
-        return app(scope, receive, send)
+        return app(scope, receive, send) if method is None else method(app, scope, receive, send)
     phase: list[str] | None = None
     if scope.get("type") == "lifespan":
         phase, receive = _following_lifespan_phase(receive)
-    return _timed_call(app(scope, receive, send), scope, app, phase, thread)
+    call = app(scope, receive, send) if method is None else method(app, scope, receive, send)
+    return _timed_call(call, scope, app, phase, thread)
 
 
 def watched_handler_call(handler: object, call: Awaitable[Any], scope: Scope) -> Awaitable[Any]:
@@ -157,6 +176,7 @@ def _record_stall(
                     method=scope.get("method"),
                     path=scope.get("path"),
                     phase=None if phase is None else phase[0],
+                    task=None if phase is None else spawned_task.get(),
                 ),
                 route=route_in_scope(scope, entry_root_path),
                 endpoint=endpoint_in_scope(scope),

@@ -35,7 +35,7 @@ from typing import Any
 
 from ._blocking_apis import CATALOGUE, BlockingApi, resolve
 from ._internal_errors import note
-from ._stretches import STRETCH_CODE, running_stretches, sample_stack
+from ._stretches import CALLBACK_CODE, STRETCH_CODE, running_stretches, sample_stack
 
 LAZY_INITIALISATION = (
     "importlib.*:*",
@@ -289,7 +289,7 @@ class CallCatcher:
         """Whether a frame between the call and the app's coroutine is allowed."""
         while frame is not None:
             code = frame.f_code
-            if code is STRETCH_CODE:
+            if code is STRETCH_CODE or code is CALLBACK_CODE:
                 return False
             module = frame.f_globals.get("__name__", "")
             if module.partition(".")[0] != _OWN_PACKAGE:

@@ -47,6 +47,8 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
     }
     if stall.request.phase is not None:
         request["phase"] = stall.request.phase
+    if stall.request.task is not None:
+        request["task"] = stall.request.task
     endpoint = stall.endpoint
     return {
         "test": finding.test,
@@ -82,7 +84,11 @@ def from_json(data: dict[str, Any], threshold: float) -> Finding:
             duration=data["duration_s"],
             threshold=threshold,
             request=Request(
-                request["type"], request["method"], request["path"], request.get("phase")
+                request["type"],
+                request["method"],
+                request["path"],
+                request.get("phase"),
+                request.get("task"),
             ),
             route=data["route"],
             endpoint=None

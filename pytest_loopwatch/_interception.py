@@ -16,7 +16,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from types import CodeType, FunctionType
 from typing import Any, TypeAlias
 
-from ._asgi import ASGIApp, LoopwatchMiddleware, Scope, watched_call, watched_handler_call
+from ._asgi import (
+    WATCHED_MARK,
+    ASGIApp,
+    LoopwatchMiddleware,
+    Scope,
+    watched_by_its_class,
+    watched_call,
+    watched_handler_call,
+)
 
 _MISSING = object()
 
@@ -50,7 +58,21 @@ _CALLERS: tuple[tuple[_Class, tuple[_Class, ...] | None], ...] = (
     (("quart.testing.connections", "TestHTTPConnection"), None),
     (("quart.testing.connections", "TestWebsocketConnection"), None),
     (("quart.testing.app", "TestApp"), None),
+    # asgi-lifespan's LifespanManager runs an app's lifespan as a task of the test's loop.
+    (("asgi_lifespan._manager", "LifespanManager"), None),
 )
+
+_APPS: tuple[_Class, ...] = (
+    ("starlette.applications", "Starlette"),
+    ("fastapi.applications", "FastAPI"),
+    ("litestar.app", "Litestar"),
+    ("quart.app", "Quart"),
+    ("django.core.handlers.asgi", "ASGIHandler"),
+)
+"""The frameworks' app classes: every call of their apps is watched, however it is driven
+(a hand-written driver, a live server in a thread), by their own `__call__`; test clients
+then hand them out as they are. A subclass with a `__call__` of its own is watched where
+the clients call it."""
 
 _HANDLERS: tuple[_Class, ...] = (("django.test.client", "AsyncClientHandler"),)
 """Test clients that call no ASGI app but a handler's `async def __call__(scope)`:
@@ -122,11 +144,13 @@ class _WatchedAppAttribute:
         last_app, last_watched = self._last
         if last_app is app and self._client_code is None:
             return last_watched
-        if isinstance(app, LoopwatchMiddleware) or (
-            self._client_code is not None and sys._getframe(1).f_code not in self._client_code
-        ):
+        if self._client_code is not None and sys._getframe(1).f_code not in self._client_code:
             return app
-        watched = _WatchedOnRead(watched_call, app)
+        # A framework's app is watched by its class already, a wrapped one by its wrapper.
+        if isinstance(app, LoopwatchMiddleware) or watched_by_its_class(app):
+            watched: Any = app
+        else:
+            watched = _WatchedOnRead(watched_call, app)
         self._last = (app, watched)
         return watched
 
@@ -134,6 +158,17 @@ class _WatchedAppAttribute:
         # TestClient hands its app to its transport: storing the original keeps the
         # wrapper from outliving the test inside long-lived clients.
         instance.__dict__["app"] = app.app if isinstance(app, _WatchedOnRead) else app
+
+
+def _watched_app_call(original: Callable[[Any, Scope, Any, Any], Awaitable[None]]) -> Any:
+    # A coroutine function, as the original: servers and frameworks ask (uvicorn's
+    # ASGI 2 or 3, Starlette's `is_async_callable`).
+    @functools.wraps(original)
+    async def __call__(app: Any, scope: Scope, receive: Any, send: Any) -> None:
+        await watched_call(app, scope, receive, send, original)
+
+    setattr(__call__, WATCHED_MARK, True)
+    return __call__
 
 
 def _watched_handler(original: Callable[[Any, Scope], Awaitable[Any]]) -> Any:
@@ -195,6 +230,12 @@ class Interception:
                 cls.app = _WatchedAppAttribute(  # type: ignore[attr-defined]
                     None if readers is None else self._client_code
                 )
+            for app_class in _APPS:
+                cls = _class(app_class)
+                if cls is None or (cls, "__call__") in patched or "__call__" not in vars(cls):
+                    continue
+                self._saved.append((cls, "__call__", cls.__dict__["__call__"]))
+                cls.__call__ = _watched_app_call(cls.__dict__["__call__"])  # type: ignore[method-assign]
             for handler in _HANDLERS:
                 cls = _class(handler)
                 if cls is None or (cls, "__call__") in patched:
@@ -228,6 +269,7 @@ _MODULES = tuple(
     dict.fromkeys(
         [client[0] for client, _ in _CALLERS]
         + [reader[0] for _, readers in _CALLERS for reader in readers or ()]
+        + [app_class[0] for app_class in _APPS]
         + [handler[0] for handler in _HANDLERS]
         + [function[0] for function in _MODULE_FUNCTIONS]
     )

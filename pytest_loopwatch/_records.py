@@ -35,6 +35,9 @@ class Request:
     path: str | None
     phase: str | None = None
     """For `lifespan`: `startup` or `shutdown`."""
+    task: str | None = None
+    """For `lifespan`: the task the lifespan started that stalled (`consume()`), if it
+    was not the lifespan itself."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,9 @@ def request_head(request: Request) -> str:
     if request.type == "websocket":
         return f"WEBSOCKET {request.path}"
     if request.type == "lifespan":
-        return f"lifespan {request.phase}" if request.phase else "lifespan"
+        head = f"lifespan {request.phase}" if request.phase else "lifespan"
+        # A task the lifespan started runs on while the tests run: name it, and who started it.
+        return f"task {request.task}, started at {head}" if request.task else head
     return request.type or "ASGI call"
 
 

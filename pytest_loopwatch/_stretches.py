@@ -8,12 +8,14 @@ trio), and never counts test code or other tasks.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
 import types
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, TypeAlias
@@ -54,6 +56,14 @@ stretch of the request runs on it, so that it sees the tasks the request's code 
 
 running_stretches: dict[int, Stretch] = {}
 """Thread id -> the stretch of app code that thread is running now."""
+
+Work: TypeAlias = tuple[LongStretchHandler, Any]
+"""Whose work a stretch is: the handler its long stretches go to, and their context."""
+
+current_work: ContextVar[Work | None] = ContextVar("loopwatch_work", default=None)
+"""The request whose code runs in this context. Set by the outermost timed call: a worker
+thread the request starts (`run_in_threadpool`, `asyncio.to_thread`) copies the context,
+and what the thread sends back to the loop is the request's work too."""
 
 alarm_stale_after = float("inf")
 """A stretch that starts later than this calls `keep_alarm_ahead`: the watchdog's alarm is
@@ -250,45 +260,77 @@ def timed(
     loop_attributes, task_factory = spawn_hook or (None, None)
     value: Any = None
     error: BaseException | None = None
-    while True:
-        stretch = None
-        if thread not in running_stretches:
-            start = clock()
-            stretch = (start, on_long_stretch, context)
-            running_stretches[thread] = stretch
-            if start > alarm_stale_after:
-                keep_alarm_ahead(start)
-            # A factory the loop got during the test is left in place: its tasks go
-            # unfollowed until the next test finds it.
-            if loop_attributes is not None and loop_attributes["_task_factory"] is None:
-                loop_attributes["_task_factory"] = task_factory
-        try:
-            yielded = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        finally:
-            if stretch is not None:
-                if loop_attributes is not None and loop_attributes["_task_factory"] is task_factory:
-                    loop_attributes["_task_factory"] = None
-                # Nearly every stretch is short, unseen and free of collections: it only
-                # has to go.
-                if looks or collected_in_stretch or clock() - stretch[0] > _limit:
-                    finish_stretch(thread, stretch)
-                else:
-                    running_stretches.pop(thread, None)
-        try:
-            value = yield yielded
-            error = None
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as thrown:  # noqa: BLE001 - handed on to the app, as await would
-            value = None
-            error = thrown
+    # The outermost timed call marks the context, for the threads the request starts.
+    work = current_work.get()
+    marked = current_work.set((on_long_stretch, context)) if work is None else None
+    try:
+        while True:
+            stretch = None
+            if thread not in running_stretches:
+                start = clock()
+                stretch = (start, on_long_stretch, context)
+                running_stretches[thread] = stretch
+                if start > alarm_stale_after:
+                    keep_alarm_ahead(start)
+                # A factory the loop got during the test is left in place: its tasks go
+                # unfollowed until the next test finds it.
+                if loop_attributes is not None and loop_attributes["_task_factory"] is None:
+                    loop_attributes["_task_factory"] = task_factory
+            try:
+                yielded = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                if stretch is not None:
+                    if (
+                        loop_attributes is not None
+                        and loop_attributes["_task_factory"] is task_factory
+                    ):
+                        loop_attributes["_task_factory"] = None
+                    # Nearly every stretch is short, unseen and free of collections: it only
+                    # has to go.
+                    if looks or collected_in_stretch or clock() - stretch[0] > _limit:
+                        finish_stretch(thread, stretch)
+                    else:
+                        running_stretches.pop(thread, None)
+            try:
+                value = yield yielded
+                error = None
+            except GeneratorExit:
+                steps.close()
+                raise
+            except BaseException as thrown:  # noqa: BLE001 - handed on to the app, as await would
+                value = None
+                error = thrown
+    finally:
+        if marked is not None:
+            with contextlib.suppress(ValueError):  # closed from another context (the collector)
+                current_work.reset(marked)
+
+
+def timed_callback(work: Work, spawn_hook: SpawnHook | None, callback: Any, *args: Any) -> None:
+    """Run a plain callback of `work` (`loop.call_soon`, what a request's thread sends back
+    to the loop) as one stretch of it, following the tasks it creates."""
+    thread = threading.get_ident()
+    if thread in running_stretches:
+        callback(*args)
+        return
+    loop_attributes, task_factory = spawn_hook or (None, None)
+    stretch = start_stretch(thread, work[0], work[1])
+    if loop_attributes is not None and loop_attributes["_task_factory"] is None:
+        loop_attributes["_task_factory"] = task_factory
+    try:
+        callback(*args)
+    finally:
+        if loop_attributes is not None and loop_attributes["_task_factory"] is task_factory:
+            loop_attributes["_task_factory"] = None
+        finish_stretch(thread, stretch)
 
 
 STRETCH_CODE = timed.__code__
-"""The driver's frame marks where app code begins in a sampled stack."""
+"""The driver's frame marks where app code begins in a sampled stack..."""
+CALLBACK_CODE = timed_callback.__code__
+"""...and so does the frame that runs a request's callback."""
 
 _MAX_DEPTH = 256
 _COROUTINE_FLAGS = 0x80 | 0x100 | 0x200  # CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
@@ -299,7 +341,7 @@ def sample_stack(frame: FrameType | None) -> SampledStack:
     stack: list[tuple[str, int, str, str, bool]] = []
     while frame is not None and len(stack) < _MAX_DEPTH:
         code = frame.f_code
-        if code is STRETCH_CODE:
+        if code is STRETCH_CODE or code is CALLBACK_CODE:
             break
         stack.append(
             (

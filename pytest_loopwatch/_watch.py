@@ -13,6 +13,7 @@ from dataclasses import replace
 from ._asgi import ASGIApp, wrap
 from ._blocking_apis import FIXES
 from ._calls import LAZY_INITIALISATION, call_catcher, compile_allowed
+from ._framework_work import app_line_for, body_models, framework_work
 from ._records import Endpoint, Frame, RawStall, SampledStack, Stall
 from ._routes import match_again
 from ._stacks import blocking_line, blocking_stack, to_frame
@@ -21,6 +22,15 @@ from ._stretches import wait_for_other_threads
 OFF_THE_LOOP = (
     "move the work off the loop: `await anyio.to_thread.run_sync(...)` "
     "(FastAPI: `run_in_threadpool`), or make the endpoint a `def`"
+)
+SERIALISING = (
+    "the framework serialises what the endpoint returns on the loop, after it returned: "
+    "return less (paginate), or a `Response` whose body you built off the loop"
+)
+PARSING = (
+    "the framework parses and validates the request body{models} on the loop, before the "
+    "endpoint runs: accept smaller bodies, or read `await request.body()` and parse it off "
+    "the loop"
 )
 FRAMEWORK_WORK_FOR_A_DEF = (
     "the endpoint is a `def`, yet FastAPI parses and validates the body and serialises "
@@ -127,6 +137,18 @@ class Watch:
         if route is None and endpoint_object is None:
             route, endpoint_object = match_again(raw.app, raw.request)
         endpoint = _endpoint(endpoint_object)
+        work = None
+        if (
+            found is not None
+            and reached_from is None
+            and location is not None
+            and not location.is_user_code
+            and endpoint_object is not None
+        ):
+            # No app frame: the endpoint has returned, or not begun. Its line, from source.
+            work = framework_work(found[0])
+            if work is not None:
+                reached_from = app_line_for(work, endpoint_object)
         return Stall(
             duration=raw.duration,
             threshold=raw.threshold,
@@ -137,7 +159,7 @@ class Watch:
             stack=stack,
             samples=sum(raw.samples.values()) if raw.samples else 0,
             call=raw.call,
-            fix=_fix(raw, endpoint, location, reached_from),
+            fix=_fix(raw, endpoint, location, reached_from, work, endpoint_object),
             reached_from=reached_from,
         )
 
@@ -147,12 +169,22 @@ def _runs_through(stack: SampledStack, allowed: re.Pattern[str]) -> bool:
 
 
 def _fix(
-    raw: RawStall, endpoint: Endpoint | None, location: Frame | None, reached_from: Frame | None
+    raw: RawStall,
+    endpoint: Endpoint | None,
+    location: Frame | None,
+    reached_from: Frame | None,
+    work: str | None = None,
+    endpoint_object: object = None,
 ) -> str | None:
     if raw.family is not None:
         return FIXES.get(raw.family)
     if endpoint is not None and endpoint.is_async is False:
         return FRAMEWORK_WORK_FOR_A_DEF
+    if work == "serialising":
+        return SERIALISING
+    if work == "parsing":
+        models = ", ".join(body_models(endpoint_object))
+        return PARSING.format(models=f" (into {models})" if models else "")
     if reached_from is not None or (location is not None and location.is_user_code):
         return OFF_THE_LOOP
     return None

@@ -1,0 +1,4 @@
+import pytest
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
