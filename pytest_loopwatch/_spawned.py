@@ -193,6 +193,8 @@ class SpawnFollower:
             weakref.WeakKeyDictionary()
         )
         self._trio_runs: dict[object, _FollowingInstrument] = {}
+        self._trio_token: tuple[type, Any, Any] | None = None
+        """trio's token class, its `run_sync_soon` and the shadow put in its place."""
         self._callbacks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, _FollowingCallbacks
         ] = weakref.WeakKeyDictionary()
@@ -235,6 +237,24 @@ class SpawnFollower:
             instrument = _FollowingInstrument()
             trio.lowlevel.add_instrument(instrument)
             self._trio_runs[run] = instrument
+        self._follow_trio_callbacks(type(trio.lowlevel.current_trio_token()))
+
+    def _follow_trio_callbacks(self, token_class: type) -> None:
+        """trio's `call_soon`: `TrioToken.run_sync_soon`, shadowed on its class."""
+        if self._trio_token is not None:
+            return
+        original = token_class.__dict__["run_sync_soon"]
+
+        def run_sync_soon(token: Any, sync_fn: Any, *args: Any, idempotent: bool = False) -> None:
+            stretch = running_stretches.get(get_ident())
+            work = current_work.get() if stretch is None else (stretch[1], stretch[2])
+            if work is None or sync_fn is timed_callback:
+                original(token, sync_fn, *args, idempotent=idempotent)
+            else:
+                original(token, timed_callback, work, None, sync_fn, *args, idempotent=idempotent)
+
+        token_class.run_sync_soon = run_sync_soon  # type: ignore[attr-defined]
+        self._trio_token = (token_class, original, run_sync_soon)
 
     def _follow_callbacks(self, loop: asyncio.AbstractEventLoop) -> None:
         """Shadow the scheduling methods of `loop`, once; a loop without instance
@@ -264,6 +284,11 @@ class SpawnFollower:
         # An instrument can only be removed from inside its run; it stays inert there
         # once nothing is watched, and goes with the run.
         self._trio_runs.clear()
+        if self._trio_token is not None:
+            token_class, original, shadow = self._trio_token
+            if token_class.__dict__.get("run_sync_soon") is shadow:
+                token_class.run_sync_soon = original  # type: ignore[attr-defined]
+            self._trio_token = None
 
 
 follower = SpawnFollower()

@@ -178,15 +178,15 @@ def _fix(
 ) -> str | None:
     if raw.family is not None:
         return FIXES.get(raw.family)
-    if endpoint is not None and endpoint.is_async is False:
-        return FRAMEWORK_WORK_FOR_A_DEF
     if work == "serialising":
         return SERIALISING
     if work == "parsing":
         models = ", ".join(body_models(endpoint_object))
         return PARSING.format(models=f" (into {models})" if models else "")
     if reached_from is not None or (location is not None and location.is_user_code):
-        return OFF_THE_LOOP
+        return OFF_THE_LOOP  # app code on the loop: a `def` endpoint's too, sent back to it
+    if endpoint is not None and endpoint.is_async is False:
+        return FRAMEWORK_WORK_FOR_A_DEF
     return None
 
 

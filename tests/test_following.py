@@ -17,7 +17,8 @@ SHAPES = textwrap.dedent(
     from contextlib import asynccontextmanager
 
     import anyio
-    from fastapi import BackgroundTasks, FastAPI, WebSocket
+    from fastapi import BackgroundTasks, FastAPI, Request, WebSocket
+    from pydantic import BaseModel
     from starlette.responses import StreamingResponse
 
     STALL = {STALL}
@@ -131,6 +132,120 @@ SHAPES = textwrap.dedent(
             await asyncio.sleep(STALL)
 
 
+    def run_callback(block, done):
+        if block:
+            time.sleep(STALL)  # CALLBACK
+        done.set_result(None)
+
+
+    @app.get("/call-soon")
+    async def call_soon(block: int):
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.call_soon(run_callback, block, done)
+        await done
+
+
+    @app.get("/call-later")
+    async def call_later(block: int):
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.call_later(0.01, run_callback, block, done)
+        await done
+
+
+    async def sent_back(block):
+        if block:
+            time.sleep(STALL)  # SENT-BACK
+        else:
+            await anyio.sleep(STALL)
+
+
+    @app.get("/from-thread")
+    def from_thread(block: int):
+        anyio.from_thread.run(sent_back, block)
+
+
+    @app.get("/from-thread-sync")
+    def from_thread_sync(block: int):
+        anyio.from_thread.run_sync(run_callback_soon, block)
+
+
+    def run_callback_soon(block):
+        if block:
+            time.sleep(STALL)  # SENT-BACK-SYNC
+
+
+    @app.get("/coroutine-threadsafe")
+    async def coroutine_threadsafe(block: int):
+        loop = asyncio.get_running_loop()
+
+        def in_a_thread():
+            asyncio.run_coroutine_threadsafe(sent_back(block), loop).result()
+
+        await asyncio.to_thread(in_a_thread)
+
+
+    def run_soon(block):
+        if block:
+            time.sleep(STALL)  # RUN-SYNC-SOON
+
+
+    @app.get("/run-sync-soon")
+    async def run_sync_soon(block: int):
+        import trio  # this shape runs on trio only: its `call_soon`
+
+        trio.lowlevel.current_trio_token().run_sync_soon(run_soon, block)
+        await anyio.sleep(0.05)
+
+
+    ROWS = [{{"id": i, "name": f"row {{i}}", "score": i / 3}} for i in range(60000)]
+
+
+    @app.get("/large-response")
+    async def large_response(block: int):
+        rows = ROWS if block else ROWS[:10]
+        return rows  # RETURN
+
+
+    class Order(BaseModel):
+        lines: list[dict[str, int]]
+
+
+    @app.post("/large-body")
+    async def large_body(order: Order):  # BODY-DEFINITION
+        return len(order.lines)
+
+
+    async def consume(queue):
+        while True:
+            block, done = await queue.get()
+            if block:
+                time.sleep(STALL)  # CONSUMER
+            else:
+                await asyncio.sleep(STALL)
+            done.set_result(None)
+
+
+    def app_with_consumer():
+        @asynccontextmanager
+        async def lifespan(app):
+            app.state.queue = asyncio.Queue()
+            consumer = asyncio.create_task(consume(app.state.queue))
+            yield
+            consumer.cancel()
+
+        consuming = FastAPI(lifespan=lifespan)
+
+        @consuming.get("/job")
+        async def job(block: int, request: Request):
+            done = asyncio.get_running_loop().create_future()
+            await request.app.state.queue.put((block, done))
+            await done
+
+        return consuming
+
+
     def app_with_lifespan(block_startup, block_shutdown):
         @asynccontextmanager
         async def lifespan(app):
@@ -193,6 +308,11 @@ def run_twins(pytester: pytest.Pytester, path: str, app: str = "app") -> pytest.
         ("/stream", "STREAM", "app"),
         ("/background", "BACKGROUND", "app"),
         ("/behind-middleware", "BEHIND-MIDDLEWARE", "with_middleware"),
+        ("/call-soon", "CALLBACK", "app"),
+        ("/call-later", "CALLBACK", "app"),
+        ("/from-thread", "SENT-BACK", "app"),
+        ("/from-thread-sync", "SENT-BACK-SYNC", "app"),
+        ("/coroutine-threadsafe", "SENT-BACK", "app"),
     ],
 )
 def test_a_stall_in_work_the_request_runs_is_the_requests(
@@ -286,6 +406,166 @@ def test_a_stall_in_the_lifespan_names_startup_or_shutdown(
     )
 
 
+def test_every_call_of_a_frameworks_app_is_watched_however_it_is_driven(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from asgi_lifespan import LifespanManager
+
+        import shapes
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("shutdown", [0, 1])
+        async def test_lifespan_manager(shutdown):
+            async with LifespanManager(shapes.app_with_lifespan(0, shutdown)):
+                pass
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_a_hand_written_driver(block):
+            scope = {
+                "type": "http", "http_version": "1.1", "method": "GET", "scheme": "http",
+                "path": "/sleep", "raw_path": b"/sleep", "root_path": "", "headers": [],
+                "query_string": b"block=%d" % block, "server": ("t", 80), "client": ("c", 1),
+            }
+            sent = []
+
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message):
+                sent.append(message)
+
+            await shapes.app(scope, receive, send)
+            assert sent[0]["status"] == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_lifespan_manager?1? _*",
+            "  lifespan shutdown",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'SHUTDOWN')} in *lifespan",
+            "*_ test_a_hand_written_driver?1? _*",
+            "  GET /sleep  route /sleep",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in sleep, "
+            "calling time.sleep(0.3)",
+        ]
+    )
+
+
+def test_a_task_the_lifespan_started_that_stalls_fails_the_test_and_is_named(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        from asgi_lifespan import LifespanManager
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_lifespan_manager(block):
+            async with LifespanManager(shapes.app_with_consumer()) as manager:
+                transport = httpx.ASGITransport(app=manager.app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    response = await client.get("/job", params={"block": block})
+            assert response.status_code == 200
+
+        @pytest.mark.parametrize("block", [0, 1])
+        def test_test_client(block):
+            with TestClient(shapes.app_with_consumer()) as client:
+                assert client.get("/job", params={"block": block}).status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=2, failed=2)
+    report = [
+        "loopwatch: the event loop was blocked 1 time (threshold 100 ms)",
+        "  task consume(), started at lifespan startup",
+        f"  blocked * ms at shapes.py:{line_of(shapes, 'CONSUMER')} in consume",
+    ]
+    result.stdout.fnmatch_lines(
+        ["*_ test_lifespan_manager?1? _*", *report, "*_ test_test_client?1? _*", *report]
+    )
+
+
+def test_framework_work_names_the_endpoints_return_or_definition(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        def order(lines):
+            return {"lines": [{"a": i, "b": i, "c": i} for i in range(lines)]}
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_asgi_transport(block):
+            transport = httpx.ASGITransport(app=shapes.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/large-response", params={"block": block})).is_success
+                body = order(block * 400000 + 10)
+                assert (await client.post("/large-body", json=body)).is_success
+
+        @pytest.mark.parametrize("block", [0, 1])
+        def test_test_client(block):
+            client = TestClient(shapes.app)
+            assert client.get("/large-response", params={"block": block}).is_success
+            assert client.post("/large-body", json=order(block * 400000 + 10)).is_success
+        """
+    )
+    # Parsing the large body takes 240 ms here: five times the threshold.
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=50ms")
+    result.assert_outcomes(passed=2, failed=2)
+    returned = [
+        "  GET /large-response  route /large-response",
+        "  blocked * ms at * (library code)",
+        f"  reached from shapes.py:{line_of(shapes, 'RETURN')} in large_response",
+        "      return rows  # RETURN",
+        "  fix: the framework serialises what the endpoint returns on the loop, *",
+    ]
+    parsed = [
+        "  POST /large-body  route /large-body",
+        "  blocked * ms at * (library code)",
+        f"  reached from shapes.py:{line_of(shapes, 'BODY-DEFINITION')} in large_body",
+        "  fix: the framework parses and validates the request body (into Order) on the loop, *",
+    ]
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_asgi_transport?1? _*",
+            *returned,
+            *parsed,
+            "*_ test_test_client?1? _*",
+            *returned,
+            *parsed,
+        ]
+    )
+
+
 def test_trio_is_watched_through_anyio_and_test_client(
     pytester: pytest.Pytester, shapes: Path
 ) -> None:
@@ -323,6 +603,47 @@ def test_trio_is_watched_through_anyio_and_test_client(
         result.stdout.fnmatch_lines(
             [f"  blocked * ms at shapes.py:{line_of(shapes, tag)} in *"] * 2
         )
+
+
+def test_callbacks_and_work_sent_from_threads_are_followed_on_trio(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytest.importorskip("trio")
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.fixture
+        def anyio_backend():
+            return "trio"
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_asgi_transport(block):
+            transport = httpx.ASGITransport(app=shapes.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/run-sync-soon", params={"block": block})).is_success
+
+        @pytest.mark.parametrize("block", [0, 1])
+        def test_test_client(block):
+            client = TestClient(shapes.app, backend="trio")
+            assert client.get("/from-thread", params={"block": block}).status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_asgi_transport?1? _*",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'RUN-SYNC-SOON')} in run_soon*",
+            "*_ test_test_client?1? _*",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'SENT-BACK')} in sent_back*",
+        ]
+    )
 
 
 def test_uvloop_is_watched_through_pytest_asyncio_and_test_client(
@@ -364,6 +685,49 @@ def test_uvloop_is_watched_through_pytest_asyncio_and_test_client(
     result.stdout.fnmatch_lines(
         [f"  blocked * ms at shapes.py:{line_of(shapes, 'CHILD-TASK')} in *"] * 2
     )
+
+
+def test_callbacks_and_work_sent_from_threads_are_followed_on_uvloop(
+    pytester: pytest.Pytester, shapes: Path
+) -> None:
+    pytest.importorskip("uvloop")
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        import httpx
+        import pytest
+        import uvloop
+        from starlette.testclient import TestClient
+
+        import shapes
+
+        @pytest.fixture(scope="session")
+        def event_loop_policy():
+            return uvloop.EventLoopPolicy()
+
+        @pytest.mark.asyncio
+        @pytest.mark.parametrize("path", ["/call-soon", "/from-thread"])
+        @pytest.mark.parametrize("block", [0, 1])
+        async def test_asgi_transport(path, block):
+            assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+            transport = httpx.ASGITransport(app=shapes.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get(path, params={"block": block})).status_code == 200
+
+        @pytest.mark.parametrize("path", ["/call-later", "/coroutine-threadsafe"])
+        @pytest.mark.parametrize("block", [0, 1])
+        def test_test_client(path, block):
+            client = TestClient(shapes.app, backend_options={"use_uvloop": True})
+            assert client.get(path, params={"block": block}).status_code == 200
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-W", "ignore::DeprecationWarning")
+    result.assert_outcomes(passed=4, failed=4)
+    for tag in ("CALLBACK", "SENT-BACK"):
+        result.stdout.fnmatch_lines(
+            [f"  blocked * ms at shapes.py:{line_of(shapes, tag)} in *"] * 2
+        )
 
 
 def test_a_loop_with_a_task_factory_of_its_own_keeps_it_and_is_followed(
