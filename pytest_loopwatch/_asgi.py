@@ -176,7 +176,7 @@ def _record_stall(
                     method=scope.get("method"),
                     path=scope.get("path"),
                     phase=None if phase is None else phase[0],
-                    task=None if phase is None else spawned_task.get(),
+                    task=None if phase is None else spawned_task(),
                 ),
                 route=route_in_scope(scope, entry_root_path),
                 endpoint=endpoint_in_scope(scope),

@@ -9,8 +9,11 @@ So is a plain callback the request's code schedules (`loop.call_soon`, `call_lat
 `call_at`), and what a thread of the request sends back to the loop
 (`call_soon_threadsafe`: `anyio.from_thread.run`, `asyncio.run_coroutine_threadsafe`):
 the thread knows its request from the context it copied (`current_work`). The loop's own
-scheduling methods are shadowed on the loop object while it is followed; a fast request
-through `httpx.ASGITransport` calls none of them (measured: 0 calls per request).
+scheduling methods are shadowed on the loop object: `call_later`, `call_at` and
+`call_soon_threadsafe` while it is followed (a fast request calls none of them), and on
+asyncio's own loops `call_soon` only while a stretch of a request runs, as the factory:
+every task step outside the request calls it, and a shadow in place all the time cost a
+TestClient request 3.5% and one spawning 100 tasks 20% (`benchmarks/overhead.py`).
 
 On asyncio's own loops the factory is in place only while a watched stretch runs: the
 tasks the loop creates meanwhile for others (a TestClient's portal creates eight per
@@ -26,7 +29,6 @@ import asyncio
 import sys
 import weakref
 from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
 from threading import get_ident
 from types import CoroutineType
 from typing import Any
@@ -45,17 +47,29 @@ from ._stretches import (
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
 
-spawned_task: ContextVar[str | None] = ContextVar("loopwatch_spawned_task", default=None)
-"""In a task a request spawned (each task has a context of its own): what the task runs,
-`consume()`, to say which it was when it stalls long after (one a lifespan started)."""
-
-
 async def _timed_task(
     coroutine: Coroutine[Any, Any, Any], parent: Stretch, spawn_hook: SpawnHook | None
 ) -> Any:
     # asyncio.Task takes only native coroutines, hence this thin one around `timed`.
-    spawned_task.set(f"{getattr(coroutine, '__qualname__', '?')}()")
     return await timed(coroutine, parent[1], parent[2], spawn_hook)
+
+
+_TIMED_TASK_CODE = _timed_task.__code__
+
+
+def spawned_task() -> str | None:
+    """What the running asyncio task runs (`consume()`), if a request spawned it; asked
+    only when a stall is recorded (naming every task as it is created cost a request
+    spawning 100 tasks 5%). Only memory is read."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop runs here (trio)
+        return None
+    coroutine = None if task is None else task.get_coro()
+    if getattr(coroutine, "cr_code", None) is not _TIMED_TASK_CODE:
+        return None
+    spawned = coroutine.cr_frame.f_locals.get("coroutine")  # type: ignore[union-attr]
+    return f"{getattr(spawned, '__qualname__', '?')}()"
 
 
 def _timed_if_spawned(coroutine: Any, spawn_hook: SpawnHook | None) -> Any:
@@ -69,9 +83,9 @@ def _timed_if_spawned(coroutine: Any, spawn_hook: SpawnHook | None) -> Any:
 class _TaskFactoryDuringStretches:
     """The factory of one asyncio loop while a watched stretch runs on it."""
 
-    def __init__(self, loop_attributes: dict[str, Any]) -> None:
+    def __init__(self, loop_attributes: dict[str, Any], call_soon: Any) -> None:
         # One bound method, made once: the stretch that installs it recognises it by identity.
-        self.spawn_hook: SpawnHook = (loop_attributes, self.create_task)
+        self.spawn_hook: SpawnHook = (loop_attributes, self.create_task, call_soon)
 
     def create_task(
         self, loop: asyncio.AbstractEventLoop, coroutine: Any, **options: Any
@@ -98,52 +112,74 @@ class _FollowingTaskFactory:
 _SCHEDULERS = ("call_soon", "call_later", "call_at", "call_soon_threadsafe")
 
 
-def _is_a_task_step(callback: object) -> bool:
-    """A task's own step or wake-up: the task is timed already, if it is the request's."""
-    return isinstance(getattr(callback, "__self__", None), asyncio.Future)
+_SLEEP_ENDING = getattr(asyncio.futures, "_set_result_unless_cancelled", None)
+"""What `asyncio.sleep` schedules: the sleeping task is timed already, if it is the request's."""
+
+
+_TASK_STEPS: set[type] = set()
+"""The type of a task's scheduled step, learnt on the first one seen: each task a request
+creates schedules one, and a type check is the cheapest way past it."""
+
+
+def _untimed(callback: object) -> bool:
+    """A callback timed already, or the loop's own: a task's step or wake-up, the end of a
+    sleep (their task is timed, if it is the request's)."""
+    if type(callback) in _TASK_STEPS or callback is timed_callback or callback is _SLEEP_ENDING:
+        return True
+    if not isinstance(getattr(callback, "__self__", None), asyncio.Future):
+        return False
+    if type(callback).__name__ == "TaskStepMethWrapper":
+        _TASK_STEPS.add(type(callback))
+    return True
 
 
 class _FollowingCallbacks:
     """Shadows a loop's scheduling methods: each callback scheduled during a stretch of a
     request, or sent by a thread of one, runs through `timed_callback`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, spawn_hook: SpawnHook | None) -> None:
-        self._spawn_hook = spawn_hook
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, always: bool) -> None:
+        self.spawn_hook: SpawnHook | None = None
+        """How a callback's stretch follows the tasks it creates, on asyncio's own loops."""
         self._call_soon = loop.call_soon
         self._call_later = loop.call_later
         self._call_at = loop.call_at
         self._call_soon_threadsafe = loop.call_soon_threadsafe
-        self.shadows = {name: getattr(self, name) for name in _SCHEDULERS}
+        self.shadows = {
+            name: getattr(self, name) for name in _SCHEDULERS if always or name != "call_soon"
+        }
+        """What is put on the loop while it is followed."""
 
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        if type(callback) in _TASK_STEPS:  # the first step of a task the request creates
+            return self._call_soon(callback, *args, context=context)
         stretch = running_stretches.get(get_ident())
-        if stretch is None or callback is timed_callback or _is_a_task_step(callback):
+        if stretch is None or _untimed(callback):
             return self._call_soon(callback, *args, context=context)
         work = (stretch[1], stretch[2])
         return self._call_soon(
-            timed_callback, work, self._spawn_hook, callback, *args, context=context
+            timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
 
     def call_later(
         self, delay: float, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
         stretch = running_stretches.get(get_ident())
-        if stretch is None or callback is timed_callback or _is_a_task_step(callback):
+        if stretch is None or _untimed(callback):
             return self._call_later(delay, callback, *args, context=context)
         work = (stretch[1], stretch[2])
         return self._call_later(
-            delay, timed_callback, work, self._spawn_hook, callback, *args, context=context
+            delay, timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
 
     def call_at(
         self, when: float, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
         stretch = running_stretches.get(get_ident())
-        if stretch is None or callback is timed_callback or _is_a_task_step(callback):
+        if stretch is None or _untimed(callback):
             return self._call_at(when, callback, *args, context=context)
         work = (stretch[1], stretch[2])
         return self._call_at(
-            when, timed_callback, work, self._spawn_hook, callback, *args, context=context
+            when, timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
 
     def call_soon_threadsafe(
@@ -151,10 +187,10 @@ class _FollowingCallbacks:
     ) -> asyncio.Handle:
         stretch = running_stretches.get(get_ident())
         work = current_work.get() if stretch is None else (stretch[1], stretch[2])
-        if work is None or callback is timed_callback or _is_a_task_step(callback):
+        if work is None or _untimed(callback):
             return self._call_soon_threadsafe(callback, *args, context=context)
         return self._call_soon_threadsafe(
-            timed_callback, work, self._spawn_hook, callback, *args, context=context
+            timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
 
 
@@ -218,13 +254,17 @@ class SpawnFollower:
             attributes = vars(loop) if isinstance(loop, asyncio.BaseEventLoop) else {}
             if "_thread_id" in attributes:
                 self.followed_loop_attributes = attributes
-            if attributes.get("_task_factory", False) is None:
-                self.spawn_hook = _TaskFactoryDuringStretches(attributes).spawn_hook
-            elif loop not in self._loops:
+            during_stretches = attributes.get("_task_factory", False) is None
+            if not during_stretches and loop not in self._loops:
                 factory = _FollowingTaskFactory(loop.get_task_factory())
                 loop.set_task_factory(factory)
                 self._loops[loop] = factory
-            self._follow_callbacks(loop)
+            shadowing = self._follow_callbacks(loop, always=not during_stretches)
+            if during_stretches:
+                call_soon = None if shadowing is None else shadowing.call_soon
+                self.spawn_hook = _TaskFactoryDuringStretches(attributes, call_soon).spawn_hook
+                if shadowing is not None:
+                    shadowing.spawn_hook = self.spawn_hook
             return
         trio = sys.modules.get("trio")
         if trio is None:
@@ -256,14 +296,18 @@ class SpawnFollower:
         token_class.run_sync_soon = run_sync_soon  # type: ignore[attr-defined]
         self._trio_token = (token_class, original, run_sync_soon)
 
-    def _follow_callbacks(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Shadow the scheduling methods of `loop`, once; a loop without instance
-        attributes keeps its own."""
-        if loop in self._callbacks or not hasattr(loop, "__dict__"):
-            return
-        shadowing = _FollowingCallbacks(loop, self.spawn_hook)
+    def _follow_callbacks(
+        self, loop: asyncio.AbstractEventLoop, *, always: bool
+    ) -> _FollowingCallbacks | None:
+        """Shadow the scheduling methods of `loop`, once, `call_soon` too if `always`; a
+        loop without instance attributes keeps its own."""
+        shadowing = self._callbacks.get(loop)
+        if shadowing is not None or not hasattr(loop, "__dict__"):
+            return shadowing
+        shadowing = _FollowingCallbacks(loop, always=always)
         vars(loop).update(shadowing.shadows)
         self._callbacks[loop] = shadowing
+        return shadowing
 
     def stop_following(self) -> None:
         """Put every loop's task factory and scheduling methods back; instruments end with

@@ -50,9 +50,10 @@ Compared by identity.
 A plain tuple, because one is made for every step of every watched request.
 """
 
-SpawnHook: TypeAlias = tuple[dict[str, Any], Callable[..., Any]]
-"""(an asyncio loop's attributes, a task factory): the factory is the loop's while each
-stretch of the request runs on it, so that it sees the tasks the request's code creates."""
+SpawnHook: TypeAlias = tuple[dict[str, Any], Callable[..., Any], Callable[..., Any] | None]
+"""(an asyncio loop's attributes, a task factory, a `call_soon`): the factory is the
+loop's, and the `call_soon` shadows the loop's own, while each stretch of the request runs
+on it, so that they see the tasks and callbacks the request's code creates."""
 
 running_stretches: dict[int, Stretch] = {}
 """Thread id -> the stretch of app code that thread is running now."""
@@ -104,6 +105,8 @@ class Look:
     counted_from: tuple[float, CpuTimes | None] | None = None
     """When the watchdog first sampled the stretch, and the OS's CPU counts then: from
     these, the machine's share of the rest of the stretch."""
+    process_cpu_from: float | None = None
+    """The process's CPU time at the first look: what the other threads did meanwhile."""
 
     def time_kept_from_cpu(self) -> float:
         """Seconds of the whole stretch that the machine, not the app, took.
@@ -149,9 +152,10 @@ _limit = float("inf")
 timing = False
 """Whether long stretches are reported at all; a plain global, read on every request."""
 
-collected_in_stretch: dict[int, float] = {}
-"""Thread id -> seconds the garbage collector ran on that thread during its running stretch."""
-_collection_started = 0.0
+collected_in_stretch: dict[int, tuple[float, float]] = {}
+"""Thread id -> (wall, CPU) seconds the garbage collector ran on that thread during its
+running stretch."""
+_collection_started = (0.0, 0.0)
 
 
 def _on_collection(phase: str, info: dict[str, int]) -> None:
@@ -161,14 +165,20 @@ def _on_collection(phase: str, info: dict[str, int]) -> None:
     # loop thread may have slept through it in the app's `time.sleep` (the watchdog's own
     # collection during a 300 ms sleep would otherwise take the stall away). Callbacks run
     # on the collecting thread, one collection at a time.
+    # Its CPU time too: its wait for a CPU is the machine's, which the loop thread's own
+    # counts take off (once) where the watchdog looked.
     global _collection_started
-    if phase == "start":
-        _collection_started = clock()
-        return
     thread = threading.get_ident()
-    if thread in running_stretches:
-        collected = clock() - _collection_started
-        collected_in_stretch[thread] = collected_in_stretch.get(thread, 0.0) + collected
+    if thread not in running_stretches:
+        return
+    if phase == "start":
+        _collection_started = (clock(), time.thread_time())
+        return
+    wall, cpu = collected_in_stretch.get(thread, (0.0, 0.0))
+    collected_in_stretch[thread] = (
+        wall + clock() - _collection_started[0],
+        cpu + time.thread_time() - _collection_started[1],
+    )
 
 
 def report_stretches_longer_than(seconds: float | None) -> None:
@@ -193,19 +203,49 @@ def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any
     return stretch
 
 
+def app_time(
+    wall: float,
+    collector: tuple[float, float],
+    machine: float | None,
+    starting_a_thread: float | None,
+) -> float:
+    """The part of a stretch's `wall` seconds that was the app's, each correction taken
+    once and none taking off time the app spent.
+
+    - `collector`: (wall, CPU) seconds of garbage collection on the loop thread;
+    - `machine`: seconds the machine kept the loop thread from a CPU over the whole stretch
+      (its wait for one, steal), collections included; None: not measured (no look);
+    - `starting_a_thread`: seconds from the first look to the end, when every look saw
+      the loop thread waiting for a thread it started to begin, and no other thread of
+      the process ran meanwhile (the OS, slow to start it); None otherwise.
+    """
+    if starting_a_thread is not None:
+        # Only what came before the first look is left: under the threshold by design.
+        return max(0.0, wall - starting_a_thread)
+    if machine is None:
+        return wall - collector[0]
+    # The machine's count holds the collector's wait for a CPU: of the collection, only
+    # its own CPU time is taken off besides.
+    return max(0.0, wall - collector[1] - machine)
+
+
 def finish_stretch(thread: int, stretch: Stretch) -> None:
     """Hand the stretch on if it was long, less what the collector and the machine took."""
-    duration = clock() - stretch[0]
-    if collected_in_stretch:
-        duration -= collected_in_stretch.get(thread, 0.0)
+    end = clock()
+    wall = end - stretch[0]
+    collector = collected_in_stretch.get(thread, (0.0, 0.0)) if collected_in_stretch else None
     look = looks.get(thread) if looks else None
     if look is not None and look.stretch is not stretch:
         look = None  # what the watchdog saw of an earlier stretch
     try:
+        duration = wall - (0.0 if collector is None else collector[0])
         if duration > _limit and look is not None:
-            duration -= look.time_kept_from_cpu()
-            if look.samples and all(map(_starting_a_thread, look.samples)):
-                duration = 0.0  # the framework going off the loop; the OS was slow to start
+            duration = app_time(
+                wall,
+                collector or (0.0, 0.0),
+                look.time_kept_from_cpu() if look.counted_from is not None else None,
+                _thread_start_window(look, end),
+            )
         if duration > _limit:
             stretch[1](stretch[2], duration, look.samples if look is not None else None)
     finally:
@@ -222,6 +262,27 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
 
 
 _THREADING_FILE = threading.__file__
+
+
+def _thread_start_window(look: Look, end: float) -> float | None:
+    """Seconds from the first look to `end`, if the loop thread spent them waiting for a
+    thread it started while the process did nothing else; None otherwise.
+
+    A new thread that holds the GIL at once (`asyncio.to_thread(json.loads, big)`) keeps
+    the loop thread waiting too, but the process runs: that is the app's stall.
+    """
+    if not look.samples or not all(map(_starting_a_thread, look.samples)):
+        return None
+    if look.counted_from is None:
+        return None
+    since = look.counted_from[0]
+    window = end - since
+    others_ran = (
+        look.process_cpu_from is not None
+        and window > 0
+        and time.process_time() - look.process_cpu_from > window / 2
+    )
+    return None if others_ran else window  # another thread of the app ran, holding the GIL
 
 
 def _starting_a_thread(stack: SampledStack) -> bool:
@@ -257,7 +318,7 @@ def timed(
     """
     steps: Any = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
     thread = threading.get_ident()
-    loop_attributes, task_factory = spawn_hook or (None, None)
+    loop_attributes, task_factory, call_soon = spawn_hook or (None, None, None)
     value: Any = None
     error: BaseException | None = None
     # The outermost timed call marks the context, for the threads the request starts.
@@ -276,6 +337,8 @@ def timed(
                 # unfollowed until the next test finds it.
                 if loop_attributes is not None and loop_attributes["_task_factory"] is None:
                     loop_attributes["_task_factory"] = task_factory
+                    if call_soon is not None:
+                        loop_attributes["call_soon"] = call_soon
             try:
                 yielded = steps.send(value) if error is None else steps.throw(error)
             except StopIteration as stop:
@@ -287,6 +350,8 @@ def timed(
                         and loop_attributes["_task_factory"] is task_factory
                     ):
                         loop_attributes["_task_factory"] = None
+                        if call_soon is not None:
+                            loop_attributes.pop("call_soon", None)
                     # Nearly every stretch is short, unseen and free of collections: it only
                     # has to go.
                     if looks or collected_in_stretch or clock() - stretch[0] > _limit:
@@ -315,15 +380,19 @@ def timed_callback(work: Work, spawn_hook: SpawnHook | None, callback: Any, *arg
     if thread in running_stretches:
         callback(*args)
         return
-    loop_attributes, task_factory = spawn_hook or (None, None)
+    loop_attributes, task_factory, call_soon = spawn_hook or (None, None, None)
     stretch = start_stretch(thread, work[0], work[1])
     if loop_attributes is not None and loop_attributes["_task_factory"] is None:
         loop_attributes["_task_factory"] = task_factory
+        if call_soon is not None:
+            loop_attributes["call_soon"] = call_soon
     try:
         callback(*args)
     finally:
         if loop_attributes is not None and loop_attributes["_task_factory"] is task_factory:
             loop_attributes["_task_factory"] = None
+            if call_soon is not None:
+                loop_attributes.pop("call_soon", None)
         finish_stretch(thread, stretch)
 
 

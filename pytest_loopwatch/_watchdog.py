@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -221,6 +222,7 @@ class Watchdog:
                     clock(),
                     None if native_id is None else read_cpu_times(native_id),
                 )
+                look.process_cpu_from = time.process_time()
         if next_look == math.inf:
             return None
         return max(next_look, now + 0.0005)

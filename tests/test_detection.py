@@ -65,6 +65,36 @@ def test_a_blocking_async_handler_fails_with_its_blocking_line(
     )
 
 
+def test_a_new_thread_holding_the_gil_while_the_loop_waits_for_it_to_start_is_a_stall(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytester.makepyfile(
+        BOTH_CLIENTS.format(path="/await/new-thread/json")
+        + textwrap.dedent(
+            """
+            @pytest.mark.anyio
+            async def test_a_new_thread_that_lets_go(async_client):
+                assert (await async_client.get("/await/new-thread/spin")).status_code == 200
+            """
+        )
+    )
+    # In a process of its own, as the other GIL-holding call (/json): no threads left behind.
+    result = pytester.runpytest_subprocess("--loopwatch")
+    result.assert_outcomes(passed=1, failed=2)
+    # Timed, not always located: the watchdog can look only once json.loads lets go of
+    # the GIL, when the loop thread may take it first and end the stretch (README, Limits).
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_through_asgi_transport _*",
+            "  GET /await/new-thread/json  route /await/new-thread/json",
+            "  blocked * ms*",
+            "*_ test_through_test_client _*",
+            "  GET /await/new-thread/json  route /await/new-thread/json",
+            "  blocked * ms*",
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     "path",
     [

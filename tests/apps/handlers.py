@@ -139,6 +139,18 @@ async def await_to_thread() -> None:
     await anyio.to_thread.run_sync(spin)
 
 
+@app.get("/await/new-thread/json")
+async def await_new_thread_json() -> int:
+    # A new thread (a loop's first `to_thread`) that holds the GIL at once: the loop
+    # thread, waiting for it to start, cannot get the GIL back until json.loads returns.
+    return len(await asyncio.to_thread(json.loads, DOCUMENT))  # NEW-THREAD-JSON
+
+
+@app.get("/await/new-thread/spin")
+async def await_new_thread_spin() -> None:
+    await asyncio.to_thread(spin)
+
+
 @app.get("/fast")
 async def fast() -> str:
     return "ok"
