@@ -1,5 +1,7 @@
-"""Accuracy: reported against true stall durations, which thresholds catch which stalls, and
-how soon after a stall starts the watchdog takes its first stack sample.
+"""Accuracy: reported against true stall durations, which thresholds catch which stalls, how
+soon after a stall starts the watchdog takes its first stack sample, and how often a C call
+that holds the GIL (json.loads of a large document) gets its blocking line, alone and while
+another thread computes.
 
 An ASGI app blocks for a set time, by sleeping or by computing, and measures itself how
 long it blocked: that is the true duration. loopwatch watches it as `--loopwatch` does.
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -135,6 +139,86 @@ def latency(repeats: int) -> list[tuple[str, int, float, float]]:
     return rows
 
 
+def document_taking(seconds: float) -> str:
+    """A JSON document json.loads takes at least `seconds` of CPU time to parse here."""
+    items = 100_000
+    while True:
+        document = "[" + "1.5," * items + "1]"
+        started = time.thread_time()
+        json.loads(document)
+        if time.thread_time() - started >= seconds:
+            return document
+        items *= 2
+
+
+def compute_until(stopped: threading.Event) -> None:
+    while not stopped.is_set():
+        sum(range(1000))
+
+
+def gil_located(repeats: int) -> list[tuple[str, int, int, int]]:
+    """Per case (alone, beside computing threads): (case, stalls, reported, located)."""
+    document = document_taking(0.3)
+    rows = []
+    for threads in (0, 1, 3):
+        reported = located = 0
+        stopped = threading.Event()
+        computing = [
+            threading.Thread(target=compute_until, args=(stopped,)) for _ in range(threads)
+        ]
+        for thread in computing:
+            thread.start()
+        try:
+            for _ in range(repeats):
+                app = BlockingApp(lambda _: json.loads(document), 0.3)
+                watch = Watch(0.1, strict=False)
+
+                async def request(app: BlockingApp = app) -> None:
+                    transport = httpx.ASGITransport(app=wrap(app))
+                    async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
+                        await c.get("/")
+
+                start(watch)
+                try:
+                    asyncio.run(request())
+                finally:
+                    stop(watch)
+                if watch.stalls:
+                    reported += 1
+                    located += watch.stalls[0].location is not None
+        finally:
+            stopped.set()
+            for thread in computing:
+                thread.join()
+        case = "on the loop, alone" if not threads else f"beside {threads} computing thread(s)"
+        rows.append((case, repeats, reported, located))
+    reported = located = 0
+    for _ in range(repeats):
+        watch = Watch(0.1, strict=False)
+
+        async def in_a_new_thread(scope: Any, receive: Any, send: Any) -> None:
+            # The loop's first to_thread starts a thread, which takes the GIL at once.
+            await asyncio.to_thread(json.loads, document)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def request() -> None:
+            transport = httpx.ASGITransport(app=wrap(in_a_new_thread))
+            async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+                await client.get("/")
+
+        start(watch)
+        try:
+            asyncio.run(request())
+        finally:
+            stop(watch)
+        if watch.stalls:
+            reported += 1
+            located += watch.stalls[0].location is not None
+    rows.append(("in a new thread (to_thread)", repeats, reported, located))
+    return rows
+
+
 def plot(
     path: str,
     errors: list[tuple[str, int, float, float]],
@@ -199,6 +283,11 @@ def main() -> None:
     for kind, threshold_ms, median, worst in delays:
         goal = threshold_ms / 2 + 10
         print(f"{kind:<6} {threshold_ms:>9} {median:>8.1f} {worst:>8.1f} {goal:>8.1f}")
+
+    print("\nGIL-holding C call (json.loads, 300 ms): stalls reported and located")
+    print(f"{'case':<26} {'stalls':>6} {'reported':>8} {'located':>8}")
+    for case, total, reported, located in gil_located(max(args.repeats, 10)):
+        print(f"{case:<26} {total:>6} {reported:>8} {located:>8}")
 
     if args.plot:
         plot(args.plot, errors, delays)
