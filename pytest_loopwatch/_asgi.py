@@ -92,10 +92,13 @@ def watched_call(
     scope: Scope,
     receive: Receive,
     send: Send,
-    method: Callable[[Any, Scope, Receive, Send], Awaitable[None]] | None = None,
-) -> Awaitable[None]:
+    method: Callable[[Any, Scope, Receive, Send], Awaitable[Any]] | None = None,
+) -> Awaitable[Any]:
     """Call `app` (through `method`, its class's own `__call__`, when given), timed while a
-    watch is active and no watched call around it times it."""
+    watch is active and no watched call around it times it.
+
+    One function, no helper: this runs for every request, and each Python call costs.
+    """
     thread = get_ident()
     if not _stretches.timing or thread in running_stretches:
         return app(scope, receive, send) if method is None else method(app, scope, receive, send)
@@ -103,21 +106,6 @@ def watched_call(
     if scope.get("type") == "lifespan":
         phase, receive = _following_lifespan_phase(receive)
     call = app(scope, receive, send) if method is None else method(app, scope, receive, send)
-    return _timed_call(call, scope, app, phase, thread)
-
-
-def watched_handler_call(handler: object, call: Awaitable[Any], scope: Scope) -> Awaitable[Any]:
-    """`call`, a framework handler's coroutine for the request in `scope` (Django's test
-    client calls no ASGI app), timed as `watched_call` times an app's."""
-    thread = get_ident()
-    if not _stretches.timing or thread in running_stretches:
-        return call
-    return _timed_call(call, scope, handler, None, thread)
-
-
-def _timed_call(
-    call: Awaitable[Any], scope: Scope, app: object, phase: list[str] | None, thread: int
-) -> Awaitable[Any]:
     if _recorders:
         _recorders[-1].app_calls += 1
     # An asyncio loop followed last is still the one running here while it runs on this
@@ -137,6 +125,26 @@ def _timed_call(
         (scope, scope.get("root_path", ""), phase, app),
         follower.spawn_hook,
     )
+
+
+def watched_handler_call(
+    handler: object, method: Callable[[Any, Scope], Awaitable[Any]], scope: Scope
+) -> Awaitable[Any]:
+    """`method(handler, scope)`, a framework handler's call for the request in `scope`
+    (Django's test client calls no ASGI app), timed as `watched_call` times an app's."""
+
+    def call_handler(handler: Any, scope: Scope, _receive: Receive, _send: Send) -> Any:
+        return method(handler, scope)
+
+    return watched_call(handler, scope, _no_receive, _no_send, call_handler)  # type: ignore[arg-type]
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _no_send(message: Message) -> None:
+    pass
 
 
 def _following_lifespan_phase(receive: Receive) -> tuple[list[str], Receive]:

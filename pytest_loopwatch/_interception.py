@@ -188,7 +188,7 @@ def _marked_as_coroutine_function(function: Any) -> Any:
 
 def _watched_handler(original: Callable[[Any, Scope], Awaitable[Any]]) -> Any:
     def __call__(handler: Any, scope: Scope) -> Awaitable[Any]:
-        return watched_handler_call(handler, original(handler, scope), scope)
+        return watched_handler_call(handler, original, scope)
 
     __call__.__wrapped__ = original  # type: ignore[attr-defined]
     return __call__
@@ -206,8 +206,12 @@ def _watched_async_to_sync(original: Callable[..., Any]) -> Any:
                 "method": getattr(request, "method", None),
                 "path": getattr(request, "path", None),
             }
+
             # The request stands for the app: a Django object, by which the route is found.
-            return await watched_handler_call(request, function(request, *args, **kwargs), scope)
+            def view(request: Any, _scope: Any) -> Any:
+                return function(request, *args, **kwargs)
+
+            return await watched_handler_call(request, view, scope)
 
         return original(timed_view, **options)
 

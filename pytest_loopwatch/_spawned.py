@@ -36,12 +36,12 @@ from typing import Any
 from ._stretches import (
     SpawnHook,
     Stretch,
-    current_work,
     finish_stretch,
     running_stretches,
     start_stretch,
     timed,
     timed_callback,
+    work_of_this_context,
 )
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
@@ -186,7 +186,7 @@ class _FollowingCallbacks:
         self, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.Handle:
         stretch = running_stretches.get(get_ident())
-        work = current_work.get() if stretch is None else (stretch[1], stretch[2])
+        work = work_of_this_context() if stretch is None else (stretch[1], stretch[2])
         if work is None or _untimed(callback):
             return self._call_soon_threadsafe(callback, *args, context=context)
         return self._call_soon_threadsafe(
@@ -287,7 +287,7 @@ class SpawnFollower:
 
         def run_sync_soon(token: Any, sync_fn: Any, *args: Any, idempotent: bool = False) -> None:
             stretch = running_stretches.get(get_ident())
-            work = current_work.get() if stretch is None else (stretch[1], stretch[2])
+            work = work_of_this_context() if stretch is None else (stretch[1], stretch[2])
             if work is None or sync_fn is timed_callback:
                 original(token, sync_fn, *args, idempotent=idempotent)
             else:
