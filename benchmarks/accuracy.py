@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 import pytest_loopwatch._watchdog as watchdog_module
-from pytest_loopwatch import Watch, wrap
+from pytest_loopwatch import Stall, Watch, wrap
 from pytest_loopwatch._engine import shutdown, start, stop
 
 STALLS_MS = (2, 5, 10, 20, 50, 100, 300, 1000)
@@ -77,23 +77,30 @@ def first_samples() -> Iterator[list[float]]:
         watchdog_module.sample_stack = original
 
 
-def run_once(kind: str, stall: float, threshold: float) -> tuple[float, float | None, float | None]:
-    """(true duration, reported duration or None, first sample after the start or None)."""
-    app = BlockingApp(BLOCKS[kind], stall)
-    watch = Watch(threshold, strict=False)  # timing alone: a sleep is also a blocking call
+def watched_request(app: Any, threshold: float) -> tuple[Stall, ...]:
+    """One request to `app`, watched as `--loopwatch-threshold-only` watches a test (timing
+    alone: a sleep is also a blocking call); the stalls it made."""
+    watch = Watch(threshold, strict=False)
 
     async def request() -> None:
         transport = httpx.ASGITransport(app=wrap(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await client.get("/")
 
+    start(watch)
+    try:
+        asyncio.run(request())
+    finally:
+        stop(watch)
+    return watch.stalls
+
+
+def run_once(kind: str, stall: float, threshold: float) -> tuple[float, float | None, float | None]:
+    """(true duration, reported duration or None, first sample after the start or None)."""
+    app = BlockingApp(BLOCKS[kind], stall)
     with first_samples() as taken:
-        start(watch)
-        try:
-            asyncio.run(request())
-        finally:
-            stop(watch)
-    reported = watch.stalls[0].duration if watch.stalls else None
+        stalls = watched_request(app, threshold)
+    reported = stalls[0].duration if stalls else None
     after_start = [moment - app.started for moment in taken if moment >= app.started]
     return app.true_duration, reported, (min(after_start) if after_start else None)
 
@@ -156,11 +163,32 @@ def compute_until(stopped: threading.Event) -> None:
         sum(range(1000))
 
 
+async def parse_in_a_new_thread(scope: Any, receive: Any, send: Any) -> None:
+    """The loop's first `to_thread` starts a thread, which takes the GIL at once."""
+    await asyncio.to_thread(json.loads, DOCUMENT[0])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+DOCUMENT = [""]
+"""The document `gil_located` parses, made once."""
+
+
 def gil_located(repeats: int) -> list[tuple[str, int, int, int]]:
-    """Per case (alone, beside computing threads): (case, stalls, reported, located)."""
-    document = document_taking(0.3)
+    """Per case (on the loop beside 0, 1, 3 computing threads; in a new thread):
+    (case, stalls, reported, located)."""
+    DOCUMENT[0] = document_taking(0.3)
+    cases: list[tuple[str, Any, int]] = [
+        (
+            "on the loop, alone" if not threads else f"beside {threads} computing thread(s)",
+            BlockingApp(lambda _: json.loads(DOCUMENT[0]), 0.3),
+            threads,
+        )
+        for threads in (0, 1, 3)
+    ]
+    cases.append(("in a new thread (to_thread)", parse_in_a_new_thread, 0))
     rows = []
-    for threads in (0, 1, 3):
+    for case, app, threads in cases:
         reported = located = 0
         stopped = threading.Event()
         computing = [
@@ -170,52 +198,14 @@ def gil_located(repeats: int) -> list[tuple[str, int, int, int]]:
             thread.start()
         try:
             for _ in range(repeats):
-                app = BlockingApp(lambda _: json.loads(document), 0.3)
-                watch = Watch(0.1, strict=False)
-
-                async def request(app: BlockingApp = app) -> None:
-                    transport = httpx.ASGITransport(app=wrap(app))
-                    async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
-                        await c.get("/")
-
-                start(watch)
-                try:
-                    asyncio.run(request())
-                finally:
-                    stop(watch)
-                if watch.stalls:
-                    reported += 1
-                    located += watch.stalls[0].location is not None
+                stalls = watched_request(app, 0.1)
+                reported += bool(stalls)
+                located += bool(stalls) and stalls[0].location is not None
         finally:
             stopped.set()
             for thread in computing:
                 thread.join()
-        case = "on the loop, alone" if not threads else f"beside {threads} computing thread(s)"
         rows.append((case, repeats, reported, located))
-    reported = located = 0
-    for _ in range(repeats):
-        watch = Watch(0.1, strict=False)
-
-        async def in_a_new_thread(scope: Any, receive: Any, send: Any) -> None:
-            # The loop's first to_thread starts a thread, which takes the GIL at once.
-            await asyncio.to_thread(json.loads, document)
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-
-        async def request() -> None:
-            transport = httpx.ASGITransport(app=wrap(in_a_new_thread))
-            async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
-                await client.get("/")
-
-        start(watch)
-        try:
-            asyncio.run(request())
-        finally:
-            stop(watch)
-        if watch.stalls:
-            reported += 1
-            located += watch.stalls[0].location is not None
-    rows.append(("in a new thread (to_thread)", repeats, reported, located))
     return rows
 
 

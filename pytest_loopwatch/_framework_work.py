@@ -18,32 +18,28 @@ from typing import Any
 
 from ._records import Frame, SampledStack
 
-_SERIALISING = re.compile(
-    "|".join(
-        fnmatch.translate(pattern)
-        for pattern in (
-            "fastapi.routing:serialize_response",
-            "fastapi.routing:_prepare_response_content",
-            "fastapi.encoders:*",
-            "starlette.responses:*",
-            "litestar.response*:*",
-            "litestar.serialization*:*",
-        )
-    )
+
+def _any_of(*patterns: str) -> re.Pattern[str]:
+    """`module:qualname` matching any of the fnmatch `patterns`."""
+    return re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
+
+
+_SERIALISING = _any_of(
+    "fastapi.routing:serialize_response",
+    "fastapi.routing:_prepare_response_content",
+    "fastapi.encoders:*",
+    "starlette.responses:*",
+    "litestar.response*:*",
+    "litestar.serialization*:*",
 )
-_PARSING = re.compile(
-    "|".join(
-        fnmatch.translate(pattern)
-        for pattern in (
-            "fastapi.dependencies.utils:*",
-            "starlette.requests:*",
-            "starlette.formparsers:*",
-            "multipart*:*",
-            "python_multipart*:*",
-            "litestar._kwargs*:*",
-            "litestar.connection*:*",
-        )
-    )
+_PARSING = _any_of(
+    "fastapi.dependencies.utils:*",
+    "starlette.requests:*",
+    "starlette.formparsers:*",
+    "multipart*:*",
+    "python_multipart*:*",
+    "litestar._kwargs*:*",
+    "litestar.connection*:*",
 )
 
 

@@ -394,11 +394,7 @@ def timed_callback(work: Work, spawn_hook: SpawnHook | None, callback: Any, *arg
         callback(*args)
         return
     loop_attributes, task_factory, call_soon = spawn_hook or (None, None, None)
-    start = clock()
-    stretch = (start, work[0], work[1])
-    running_stretches[thread] = stretch
-    if start > alarm_stale_after:
-        keep_alarm_ahead(start)
+    stretch = start_stretch(thread, work[0], work[1])
     if loop_attributes is not None and loop_attributes["_task_factory"] is None:
         loop_attributes["_task_factory"] = task_factory
         if call_soon is not None:
@@ -410,7 +406,7 @@ def timed_callback(work: Work, spawn_hook: SpawnHook | None, callback: Any, *arg
             loop_attributes["_task_factory"] = None
             if call_soon is not None:
                 loop_attributes.pop("call_soon", None)
-        if looks or collected_in_stretch or clock() - start > _limit:
+        if looks or collected_in_stretch or clock() - stretch[0] > _limit:
             finish_stretch(thread, stretch)
         else:  # as in `timed`: a short stretch, unseen and free of collections, only goes
             running_stretches.pop(thread, None)

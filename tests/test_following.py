@@ -664,7 +664,7 @@ def test_uvloop_is_watched_through_pytest_asyncio_and_test_client(
             return uvloop.EventLoopPolicy()
 
         @pytest.mark.asyncio
-        @pytest.mark.parametrize("path", ["/sleep", "/child-task"])
+        @pytest.mark.parametrize("path", ["/sleep", "/child-task", "/call-soon", "/from-thread"])
         @pytest.mark.parametrize("block", [0, 1])
         async def test_asgi_transport(path, block):
             import asyncio
@@ -673,49 +673,7 @@ def test_uvloop_is_watched_through_pytest_asyncio_and_test_client(
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 assert (await client.get(path, params={"block": block})).status_code == 200
 
-        @pytest.mark.parametrize("block", [0, 1])
-        def test_test_client(block):
-            client = TestClient(shapes.app, backend_options={"use_uvloop": True})
-            assert client.get("/child-task", params={"block": block}).status_code == 200
-        """
-    )
-    result = pytester.runpytest("--loopwatch", "-W", "ignore::DeprecationWarning")
-    result.assert_outcomes(passed=3, failed=3)
-    result.stdout.fnmatch_lines([f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in *"])
-    result.stdout.fnmatch_lines(
-        [f"  blocked * ms at shapes.py:{line_of(shapes, 'CHILD-TASK')} in *"] * 2
-    )
-
-
-def test_callbacks_and_work_sent_from_threads_are_followed_on_uvloop(
-    pytester: pytest.Pytester, shapes: Path
-) -> None:
-    pytest.importorskip("uvloop")
-    pytester.makepyfile(
-        """
-        import asyncio
-
-        import httpx
-        import pytest
-        import uvloop
-        from starlette.testclient import TestClient
-
-        import shapes
-
-        @pytest.fixture(scope="session")
-        def event_loop_policy():
-            return uvloop.EventLoopPolicy()
-
-        @pytest.mark.asyncio
-        @pytest.mark.parametrize("path", ["/call-soon", "/from-thread"])
-        @pytest.mark.parametrize("block", [0, 1])
-        async def test_asgi_transport(path, block):
-            assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
-            transport = httpx.ASGITransport(app=shapes.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                assert (await client.get(path, params={"block": block})).status_code == 200
-
-        @pytest.mark.parametrize("path", ["/call-later", "/coroutine-threadsafe"])
+        @pytest.mark.parametrize("path", ["/child-task", "/call-later", "/coroutine-threadsafe"])
         @pytest.mark.parametrize("block", [0, 1])
         def test_test_client(path, block):
             client = TestClient(shapes.app, backend_options={"use_uvloop": True})
@@ -723,10 +681,10 @@ def test_callbacks_and_work_sent_from_threads_are_followed_on_uvloop(
         """
     )
     result = pytester.runpytest("--loopwatch", "-W", "ignore::DeprecationWarning")
-    result.assert_outcomes(passed=4, failed=4)
-    for tag in ("CALLBACK", "SENT-BACK"):
+    result.assert_outcomes(passed=7, failed=7)
+    for tag, count in (("SLEEP", 1), ("CHILD-TASK", 2), ("CALLBACK", 2), ("SENT-BACK", 2)):
         result.stdout.fnmatch_lines(
-            [f"  blocked * ms at shapes.py:{line_of(shapes, tag)} in *"] * 2
+            [f"  blocked * ms at shapes.py:{line_of(shapes, tag)} in *"] * count
         )
 
 
