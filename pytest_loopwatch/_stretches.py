@@ -116,6 +116,8 @@ class Look:
     these, the machine's share of the rest of the stretch."""
     process_cpu_from: float | None = None
     """The process's CPU time at the first look: what the other threads did meanwhile."""
+    started_thread_ran: float | None = None
+    """At the first look, if the loop thread was starting a thread: that thread's CPU time."""
 
     def time_kept_from_cpu(self) -> float:
         """Seconds of the whole stretch that the machine, not the app, took.
@@ -216,21 +218,22 @@ def app_time(
     wall: float,
     collector: tuple[float, float],
     machine: float | None,
-    starting_a_thread: float | None,
+    starting_a_thread: bool,
 ) -> float:
     """The part of a stretch's `wall` seconds that was the app's, each correction taken
-    once and none taking off time the app spent.
+    once.
 
     - `collector`: (wall, CPU) seconds of garbage collection on the loop thread;
     - `machine`: seconds the machine kept the loop thread from a CPU over the whole stretch
       (its wait for one, steal), collections included; None: not measured (no look);
-    - `starting_a_thread`: seconds from the first look to the end, when every look saw
-      the loop thread waiting for a thread it started to begin, and no other thread of
-      the process ran meanwhile (the OS, slow to start it); None otherwise.
+    - `starting_a_thread`: every look saw the loop thread waiting for a thread it started
+      to begin, and no other thread of the process ran meanwhile: the OS, slow to start
+      it, took the stretch. None of it is the app's: the part before the first look is
+      not known to be the app's either, and on a loaded machine that first look is late
+      itself (seen: 174 ms of a stretch that only ever waited for `Thread.start`).
     """
-    if starting_a_thread is not None:
-        # Only what came before the first look is left: under the threshold by design.
-        return max(0.0, wall - starting_a_thread)
+    if starting_a_thread:
+        return 0.0
     if machine is None:
         return wall - collector[0]
     # The machine's count holds the collector's wait for a CPU: of the collection, only
@@ -253,7 +256,7 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
                 wall,
                 collector or (0.0, 0.0),
                 look.time_kept_from_cpu() if look.counted_from is not None else None,
-                _thread_start_window(look, end),
+                _only_starting_a_thread(look, end),
             )
         if duration > _limit:
             stretch[1](stretch[2], duration, look.samples if look is not None else None)
@@ -273,25 +276,23 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
 _THREADING_FILE = threading.__file__
 
 
-def _thread_start_window(look: Look, end: float) -> float | None:
-    """Seconds from the first look to `end`, if the loop thread spent them waiting for a
-    thread it started while the process did nothing else; None otherwise.
+def _only_starting_a_thread(look: Look, end: float) -> bool:
+    """Whether every look saw the loop thread waiting for a thread it started, while the
+    process did nothing else from the first look to `end`.
 
     A new thread that holds the GIL at once (`asyncio.to_thread(json.loads, big)`) keeps
-    the loop thread waiting too, but the process runs: that is the app's stall.
+    the loop thread waiting too, but it runs (its CPU time at the first look, which the GIL
+    delays to after its C call), or the process does after: that is the app's stall.
     """
     if not look.samples or not all(map(_starting_a_thread, look.samples)):
-        return None
-    if look.counted_from is None:
-        return None
-    since = look.counted_from[0]
-    window = end - since
-    others_ran = (
-        look.process_cpu_from is not None
-        and window > 0
-        and time.process_time() - look.process_cpu_from > window / 2
-    )
-    return None if others_ran else window  # another thread of the app ran, holding the GIL
+        return False
+    if look.counted_from is None or look.process_cpu_from is None:
+        return True
+    first_look = look.counted_from[0]
+    if (look.started_thread_ran or 0.0) > (first_look - look.stretch[0]) / 2:
+        return False  # the new thread ran most of the stretch so far, holding the GIL
+    window = end - first_look
+    return window <= 0 or time.process_time() - look.process_cpu_from <= window / 2
 
 
 def _starting_a_thread(stack: SampledStack) -> bool:

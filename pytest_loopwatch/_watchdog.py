@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from types import FrameType
 
 from ._alarm import Alarm, new_alarm
 from ._clock import clock
@@ -34,6 +35,7 @@ from ._stretches import (
 )
 
 _TIMER_FILE = sample_stack.__code__.co_filename
+_THREADING_FILE = threading.__file__
 
 
 class Watchdog:
@@ -204,7 +206,8 @@ class Watchdog:
                 continue
             next_look = min(next_look, now + interval)
             look = look_at(thread, stretch)
-            stack = sample_stack(sys._current_frames().get(thread))
+            frame = sys._current_frames().get(thread)
+            stack = sample_stack(frame)
             if stack and stack[0][0] == _TIMER_FILE:
                 continue  # the stretch is over, and its timer is reporting it
             if running_stretches.get(thread) is not stretch:
@@ -223,6 +226,7 @@ class Watchdog:
                     None if native_id is None else read_cpu_times(native_id),
                 )
                 look.process_cpu_from = time.process_time()
+                look.started_thread_ran = _started_thread_ran(frame)
         if next_look == math.inf:
             return None
         return max(next_look, now + 0.0005)
@@ -233,6 +237,21 @@ class Watchdog:
             return False
         look.hang_shown = True
         return True
+
+
+def _started_thread_ran(frame: FrameType | None) -> float | None:
+    """Seconds of CPU the thread the loop thread is starting has run, if it is starting
+    one (`Thread.start`, waiting): a new thread that already ran most of the stretch holds
+    the GIL (the loop thread cannot get it back), one that has not run waits for the OS."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "start" and code.co_filename == _THREADING_FILE:
+            started = frame.f_locals.get("self")
+            native_id = getattr(started, "native_id", None)
+            times = None if native_id is None else read_cpu_times(native_id)
+            return 0.0 if times is None else times.ran / 1e9
+        frame = frame.f_back
+    return None
 
 
 def _native_id(thread: int) -> int | None:

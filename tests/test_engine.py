@@ -495,19 +495,18 @@ def test_a_stretch_spent_starting_a_thread_is_told_from_one_that_blocks() -> Non
     assert not _starting_a_thread((("/app/main.py", 3, "Thread.start", "main", False), wait))
 
 
-def test_each_correction_is_taken_once_and_none_erases_the_apps_time() -> None:
+def test_each_correction_is_taken_once() -> None:
     from pytest_loopwatch._stretches import app_time
 
     # Collector and machine: the collection's wait for a CPU is in the machine's count, so
     # only its CPU time comes off besides (400 ms of app work stays 400 ms, not 200 ms).
-    assert app_time(0.8, (0.3, 0.1), 0.3, None) == pytest.approx(0.4)
+    assert app_time(0.8, (0.3, 0.1), 0.3, False) == pytest.approx(0.4)
     # No look, no machine's count: the collection's whole wall time comes off.
-    assert app_time(0.5, (0.2, 0.1), None, None) == pytest.approx(0.3)
-    # Starting a thread and the machine, or the collector: the window alone comes off,
-    # leaving what came before the first look, not less.
-    assert app_time(0.4, (0.0, 0.0), 0.3, 0.35) == pytest.approx(0.05)
-    assert app_time(0.4, (0.2, 0.2), None, 0.35) == pytest.approx(0.05)
+    assert app_time(0.5, (0.2, 0.1), None, False) == pytest.approx(0.3)
+    # Starting a thread, with the machine's count or a collection beside it: the OS's.
+    assert app_time(0.4, (0.0, 0.0), 0.3, True) == 0.0
+    assert app_time(0.4, (0.2, 0.2), None, True) == 0.0
     # A count larger than the stretch (a bad reading) leaves nothing, never less.
-    assert app_time(0.2, (0.1, 0.1), 0.5, None) == 0.0
+    assert app_time(0.2, (0.1, 0.1), 0.5, False) == 0.0
     # Nothing to correct: the wall time is the app's.
-    assert app_time(0.3, (0.0, 0.0), 0.0, None) == pytest.approx(0.3)
+    assert app_time(0.3, (0.0, 0.0), 0.0, False) == pytest.approx(0.3)

@@ -10,6 +10,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
@@ -139,16 +142,25 @@ async def await_to_thread() -> None:
     await anyio.to_thread.run_sync(spin)
 
 
+def in_a_new_thread(function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+    """`function(*args)` in a thread started for it, whatever threads the loop has already."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    try:
+        return asyncio.get_running_loop().run_in_executor(executor, function, *args)
+    finally:
+        executor.shutdown(wait=False)
+
+
 @app.get("/await/new-thread/json")
 async def await_new_thread_json() -> int:
-    # A new thread (a loop's first `to_thread`) that holds the GIL at once: the loop
-    # thread, waiting for it to start, cannot get the GIL back until json.loads returns.
-    return len(await asyncio.to_thread(json.loads, DOCUMENT))  # NEW-THREAD-JSON
+    # A new thread that holds the GIL at once: the loop thread, waiting for it to start,
+    # cannot get the GIL back until json.loads returns.
+    return len(await in_a_new_thread(json.loads, DOCUMENT))  # NEW-THREAD-JSON
 
 
 @app.get("/await/new-thread/spin")
 async def await_new_thread_spin() -> None:
-    await asyncio.to_thread(spin)
+    await in_a_new_thread(spin)
 
 
 @app.get("/fast")
