@@ -36,6 +36,7 @@ from typing import Any
 from ._stretches import (
     SpawnHook,
     Stretch,
+    Work,
     finish_stretch,
     running_stretches,
     start_stretch,
@@ -152,10 +153,9 @@ class _FollowingCallbacks:
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
         if type(callback) in _TASK_STEPS:  # the first step of a task the request creates
             return self._call_soon(callback, *args, context=context)
-        stretch = running_stretches.get(get_ident())
-        if stretch is None or _untimed(callback):
+        work = _scheduling_work(from_a_thread=False)
+        if work is None or _untimed(callback):
             return self._call_soon(callback, *args, context=context)
-        work = (stretch[1], stretch[2])
         return self._call_soon(
             timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
@@ -163,10 +163,9 @@ class _FollowingCallbacks:
     def call_later(
         self, delay: float, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
-        stretch = running_stretches.get(get_ident())
-        if stretch is None or _untimed(callback):
+        work = _scheduling_work(from_a_thread=False)
+        if work is None or _untimed(callback):
             return self._call_later(delay, callback, *args, context=context)
-        work = (stretch[1], stretch[2])
         return self._call_later(
             delay, timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
@@ -174,10 +173,9 @@ class _FollowingCallbacks:
     def call_at(
         self, when: float, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
-        stretch = running_stretches.get(get_ident())
-        if stretch is None or _untimed(callback):
+        work = _scheduling_work(from_a_thread=False)
+        if work is None or _untimed(callback):
             return self._call_at(when, callback, *args, context=context)
-        work = (stretch[1], stretch[2])
         return self._call_at(
             when, timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
@@ -185,13 +183,21 @@ class _FollowingCallbacks:
     def call_soon_threadsafe(
         self, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.Handle:
-        stretch = running_stretches.get(get_ident())
-        work = work_of_this_context() if stretch is None else (stretch[1], stretch[2])
+        work = _scheduling_work(from_a_thread=True)
         if work is None or _untimed(callback):
             return self._call_soon_threadsafe(callback, *args, context=context)
         return self._call_soon_threadsafe(
             timed_callback, work, self.spawn_hook, callback, *args, context=context
         )
+
+
+def _scheduling_work(*, from_a_thread: bool) -> Work | None:
+    """The request whose code schedules a callback now: the stretch running on this thread,
+    or, for what a thread sends to the loop, the request the thread's context belongs to."""
+    stretch = running_stretches.get(get_ident())
+    if stretch is not None:
+        return stretch[1], stretch[2]
+    return work_of_this_context() if from_a_thread else None
 
 
 class _FollowingInstrument:
@@ -286,8 +292,7 @@ class SpawnFollower:
         original = token_class.__dict__["run_sync_soon"]
 
         def run_sync_soon(token: Any, sync_fn: Any, *args: Any, idempotent: bool = False) -> None:
-            stretch = running_stretches.get(get_ident())
-            work = work_of_this_context() if stretch is None else (stretch[1], stretch[2])
+            work = _scheduling_work(from_a_thread=True)
             if work is None or sync_fn is timed_callback:
                 original(token, sync_fn, *args, idempotent=idempotent)
             else:

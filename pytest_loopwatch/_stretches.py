@@ -241,20 +241,25 @@ def app_time(
     return max(0.0, wall - collector[1] - machine)
 
 
+_NO_COLLECTION = (0.0, 0.0)
+
+
 def finish_stretch(thread: int, stretch: Stretch) -> None:
     """Hand the stretch on if it was long, less what the collector and the machine took."""
     end = clock()
     wall = end - stretch[0]
-    collector = collected_in_stretch.get(thread, (0.0, 0.0)) if collected_in_stretch else None
+    collector = (
+        collected_in_stretch.get(thread, _NO_COLLECTION) if collected_in_stretch else _NO_COLLECTION
+    )
     look = looks.get(thread) if looks else None
     if look is not None and look.stretch is not stretch:
         look = None  # what the watchdog saw of an earlier stretch
     try:
-        duration = wall - (0.0 if collector is None else collector[0])
+        duration = wall - collector[0]
         if duration > _limit and look is not None:
             duration = app_time(
                 wall,
-                collector or (0.0, 0.0),
+                collector,
                 look.time_kept_from_cpu() if look.counted_from is not None else None,
                 _only_starting_a_thread(look, end),
             )
