@@ -13,7 +13,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from types import CodeType, FunctionType
+from types import CodeType, CoroutineType, FunctionType
 from typing import Any, TypeAlias
 
 from ._asgi import (
@@ -150,9 +150,15 @@ class _WatchedAppAttribute:
             return last_watched
         if self._client_code is not None and sys._getframe(1).f_code not in self._client_code:
             return app
-        # A framework's app is watched by its class already, a wrapped one by its wrapper.
-        if isinstance(app, LoopwatchMiddleware) or watched_by_its_class(app):
-            watched: Any = app
+        if isinstance(app, LoopwatchMiddleware):
+            watched: Any = app  # watched by its wrapper
+        elif watched_by_its_class(app):
+            # Watched by its class too, but a client only awaits: it gets the call of the
+            # class's own `__call__`, not the coroutine around it that anyone else gets.
+            own_call = type(app).__call__
+            watched = _WatchedOnRead(
+                watched_call, app, method=getattr(own_call, "__wrapped__", own_call)
+            )
         else:
             watched = _WatchedOnRead(watched_call, app)
         self._last = (app, watched)
@@ -165,16 +171,24 @@ class _WatchedAppAttribute:
 
 
 def _watched_app_call(original: Callable[[Any, Scope, Any, Any], Awaitable[None]]) -> Any:
-    # A plain function, not a coroutine function around the original: a frame of its own
-    # would be stepped through on every step of every request, and twice for a FastAPI app
-    # (FastAPI's `__call__` awaits Starlette's). Marked as a coroutine function, though:
-    # servers and frameworks ask (uvicorn's ASGI 2 or 3, Starlette's `is_async_callable`).
+    # A plain function, not a coroutine function around the original: nested in another
+    # watched call (FastAPI's `__call__` awaits Starlette's), it hands back the original's
+    # coroutine, with no frame of its own to step through on every step. Marked as a
+    # coroutine function, though: servers and frameworks ask (uvicorn's ASGI 2 or 3,
+    # Starlette's `is_async_callable`). Where it times the call, it returns a coroutine
+    # too: `create_task(app(...))` and anyio's `start_soon(app, ...)` take nothing else
+    # (found in Starlette's own suite).
     @functools.wraps(original)
     def __call__(app: Any, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
-        return watched_call(app, scope, receive, send, original)
+        call = watched_call(app, scope, receive, send, original)
+        return call if isinstance(call, CoroutineType) else _awaiting(call)
 
     setattr(__call__, WATCHED_MARK, True)
     return _marked_as_coroutine_function(__call__)
+
+
+async def _awaiting(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def _marked_as_coroutine_function(function: Any) -> Any:

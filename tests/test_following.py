@@ -411,10 +411,24 @@ def test_every_call_of_a_frameworks_app_is_watched_however_it_is_driven(
 ) -> None:
     pytester.makepyfile(
         """
+        import time
+
+        import anyio
         import pytest
         from asgi_lifespan import LifespanManager
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
 
         import shapes
+
+        async def starlette_sleep(request):
+            if request.query_params["block"] == "1":
+                time.sleep(0.3)
+            return PlainTextResponse("slept")
+
+        # Starlette's own class: its `__call__` is the one watched (FastAPI's awaits it).
+        plain_starlette = Starlette(routes=[Route("/sleep", starlette_sleep)])
 
         @pytest.fixture
         def anyio_backend():
@@ -427,8 +441,9 @@ def test_every_call_of_a_frameworks_app_is_watched_however_it_is_driven(
                 pass
 
         @pytest.mark.anyio
+        @pytest.mark.parametrize("way", ["await", "start_soon"])
         @pytest.mark.parametrize("block", [0, 1])
-        async def test_a_hand_written_driver(block):
+        async def test_a_hand_written_driver(block, way):
             scope = {
                 "type": "http", "http_version": "1.1", "method": "GET", "scheme": "http",
                 "path": "/sleep", "raw_path": b"/sleep", "root_path": "", "headers": [],
@@ -442,21 +457,28 @@ def test_every_call_of_a_frameworks_app_is_watched_however_it_is_driven(
             async def send(message):
                 sent.append(message)
 
-            await shapes.app(scope, receive, send)
+            if way == "await":
+                await shapes.app(scope, receive, send)
+            else:  # anyio's task takes only a coroutine: the watched call must still be one
+                async with anyio.create_task_group() as group:
+                    group.start_soon(plain_starlette, scope, receive, send)
             assert sent[0]["status"] == 200
         """
     )
     result = pytester.runpytest("--loopwatch")
-    result.assert_outcomes(passed=2, failed=2)
+    result.assert_outcomes(passed=3, failed=3)
     result.stdout.fnmatch_lines(
         [
             "*_ test_lifespan_manager?1? _*",
             "  lifespan shutdown",
             f"  blocked * ms at shapes.py:{line_of(shapes, 'SHUTDOWN')} in *lifespan",
-            "*_ test_a_hand_written_driver?1? _*",
+            "*_ test_a_hand_written_driver?1-await? _*",
             "  GET /sleep  route /sleep",
             f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in sleep, "
             "calling time.sleep(0.3)",
+            "*_ test_a_hand_written_driver?1-start_soon? _*",
+            "  GET /sleep  route /sleep",
+            "  blocked * ms at *.py:* in starlette_sleep, calling time.sleep(0.3)",
         ]
     )
 
