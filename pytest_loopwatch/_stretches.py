@@ -120,12 +120,12 @@ class Look:
     """At the first look, if the loop thread was starting a thread: that thread's CPU time."""
 
     def time_kept_from_cpu(self) -> float:
-        """Seconds of the whole stretch that the machine, not the app, took.
+        """Seconds of the whole stretch that the machine, not the app, took, where no
+        counts were read as it began.
 
-        The counters are read at the first look and at the end: reading them at the start
-        of every stretch would cost each fast request two system calls. The part before
-        the first look (nearly half the threshold) is taken to have lost the same share
-        as the part after it, where the loop thread's wait for a CPU was measured; a
+        The counters are read at the first look and at the end. The part before the first
+        look (nearly half the threshold, if the look was on time) is taken to have lost
+        the same share as the part after it, but no longer a part than was measured; a
         stretch that slept then computed loses at most that share of its sleep.
         """
         since, before = self.counted_from or (0.0, None)
@@ -139,7 +139,7 @@ class Look:
             kept = time_kept_from_cpu(before, now, measured)
             if measured <= 0:
                 return kept
-            unmeasured = since - self.stretch[0]
+            unmeasured = min(since - self.stretch[0], measured)
             return kept + unmeasured * min(1.0, kept / measured)
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
             note(f"reading CPU times: {error!r}")
@@ -148,6 +148,51 @@ class Look:
 
 looks: dict[int, Look] = {}
 """Thread id -> what the watchdog saw of the stretch that thread is running."""
+
+counted_at_start: dict[int, tuple[float, CpuTimes]] = {}
+"""Thread id -> the OS's CPU counts of that thread as one of its stretches began, and that
+start. Read on a thread's first watched call, and then as a starting stretch moves the
+watchdog's alarm (about every quarter of the threshold while requests run), not as every
+stretch starts: that would cost each fast request two system calls."""
+
+
+def count_cpu_from(thread: int, start: float) -> None:
+    """Keep the CPU counts of the calling thread, whose stretch began at `start`, unless
+    they were read a little while ago: while another thread's stretch is long, every
+    stretch that starts calls this (reading each time took 20 µs of a fast request's 30)."""
+    counted = counted_at_start.get(thread)
+    if counted is not None and 0.0 <= start - counted[0] < _limit / 8:
+        return
+    try:
+        counts = read_cpu_times(threading.get_native_id())
+    except Exception as error:  # noqa: BLE001 - runs inside the app's call
+        note(f"reading CPU times: {error!r}")
+        return
+    if counts is not None:
+        counted_at_start[thread] = (start, counts)
+
+
+def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> float | None:
+    """Seconds of a long stretch that the machine took; None: not known.
+
+    From counts read as it, or a stretch shortly before it, began: then the whole stretch
+    is measured. Else from the watchdog's first look on, at that rate for the part before:
+    a look the GIL delayed (a C call holding it, then a loaded machine after) measures a
+    few milliseconds, and their rate once took all of a 300 ms `json.loads` away.
+    """
+    counted = counted_at_start.get(thread)
+    if counted is not None and stretch[0] - _limit / 2 <= counted[0] <= stretch[0]:
+        start, before = counted
+        try:
+            if before.thread == threading.get_native_id():
+                now = read_cpu_times(before.thread)
+                if now is not None:
+                    return time_kept_from_cpu(before, now, clock() - start)
+        except Exception as error:  # noqa: BLE001 - runs inside the app's call
+            note(f"reading CPU times: {error!r}")
+    if look is not None and look.counted_from is not None:
+        return look.time_kept_from_cpu()
+    return None
 
 
 def look_at(thread: int, stretch: Stretch) -> Look:
@@ -199,8 +244,10 @@ def report_stretches_longer_than(seconds: float | None) -> None:
         prepare_to_read_cpu_times()
         if _on_collection not in gc.callbacks:
             gc.callbacks.append(_on_collection)
-    if seconds is None and _on_collection in gc.callbacks:
-        gc.callbacks.remove(_on_collection)
+    if seconds is None:
+        counted_at_start.clear()
+        if _on_collection in gc.callbacks:
+            gc.callbacks.remove(_on_collection)
     timing = seconds is not None
     _limit = float("inf") if seconds is None else seconds
 
@@ -211,6 +258,7 @@ def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any
     running_stretches[thread] = stretch
     if start > alarm_stale_after:
         keep_alarm_ahead(start)
+        count_cpu_from(thread, start)
     return stretch
 
 
@@ -256,12 +304,12 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
         look = None  # what the watchdog saw of an earlier stretch
     try:
         duration = wall - collector[0]
-        if duration > _limit and look is not None:
+        if duration > _limit:
             duration = app_time(
                 wall,
                 collector,
-                look.time_kept_from_cpu() if look.counted_from is not None else None,
-                _only_starting_a_thread(look, end),
+                _time_kept_from_cpu(thread, stretch, look),
+                look is not None and _only_starting_a_thread(look, end),
             )
         if duration > _limit:
             stretch[1](stretch[2], duration, look.samples if look is not None else None)
@@ -344,6 +392,9 @@ def timed(
     outermost = cell[0] is None
     if outermost:
         cell[0] = (on_long_stretch, context)
+    if timing and thread not in counted_at_start:
+        # A thread not seen before: a TestClient's portal is new for each request outside `with`.
+        count_cpu_from(thread, clock())
     try:
         while True:
             stretch = None
@@ -353,6 +404,7 @@ def timed(
                 running_stretches[thread] = stretch
                 if start > alarm_stale_after:
                     keep_alarm_ahead(start)
+                    count_cpu_from(thread, start)
                 # A factory the loop got during the test is left in place: its tasks go
                 # unfollowed until the next test finds it.
                 if loop_attributes is not None and loop_attributes["_task_factory"] is None:

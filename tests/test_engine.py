@@ -510,3 +510,39 @@ def test_each_correction_is_taken_once() -> None:
     assert app_time(0.2, (0.1, 0.1), 0.5, False) == 0.0
     # Nothing to correct: the wall time is the app's.
     assert app_time(0.3, (0.0, 0.0), 0.0, False) == pytest.approx(0.3)
+
+
+def test_a_look_the_gil_delayed_never_takes_the_whole_stretch_at_its_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CI: a 300 ms `json.loads` held the GIL, so the watchdog's first look came after it;
+    # in the 10 ms measured then, the loop thread waited for a CPU 9, and that rate, put
+    # on the 290 ms before, left the stall at 30 ms, unreported.
+    from pytest_loopwatch import _stretches
+    from pytest_loopwatch._clock import clock
+    from pytest_loopwatch._stretches import Look, _time_kept_from_cpu
+
+    def never_called(*args: object) -> None:
+        raise AssertionError(args)
+
+    thread, native = threading.get_ident(), threading.get_native_id()
+    start = clock() - 0.3
+    stretch = (start, never_called, None)
+    look = Look(stretch, counted_from=(clock() - 0.01, cpu_times(0.29, 0.0, thread=native)))
+    monkeypatch.setattr(_stretches, "_limit", 0.1)
+    monkeypatch.setattr(_stretches, "read_cpu_times", lambda _: cpu_times(0.291, 0.009, 0, native))
+
+    # Counts read as the stretch began measure all of it: the 9 ms waited are the machine's.
+    at_start = (start, cpu_times(0.0, 0.0, 0, native))
+    monkeypatch.setitem(_stretches.counted_at_start, thread, at_start)
+    assert _time_kept_from_cpu(thread, stretch, look) == pytest.approx(0.009, abs=0.001)
+    # Counts read too long before it (more than half the threshold) are not used; nor are
+    # another thread's that had the same id.
+    for stale in [(start - 0.06, cpu_times(0.0, 0.0, 0, native)), (start, cpu_times(0, 0, 0, 1))]:
+        monkeypatch.setitem(_stretches.counted_at_start, thread, stale)
+        # From the look: the rate measured is put on no longer a part before it than was
+        # measured, 10 ms: 18 ms in all, not 270.
+        assert _time_kept_from_cpu(thread, stretch, look) == pytest.approx(0.018, abs=0.002)
+    # Neither counts nor a look: not known.
+    monkeypatch.delitem(_stretches.counted_at_start, thread)
+    assert _time_kept_from_cpu(thread, stretch, None) is None
