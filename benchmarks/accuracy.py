@@ -6,7 +6,7 @@ another thread computes.
 An ASGI app blocks for a set time, by sleeping or by computing, and measures itself how
 long it blocked: that is the true duration. loopwatch watches it as `--loopwatch` does.
 
-    python benchmarks/accuracy.py [--repeats 5] [--plot docs/accuracy.png] [--gil-only]
+    python benchmarks/accuracy.py [--repeats 5] [--plot docs/accuracy.png]
 """
 
 from __future__ import annotations
@@ -170,23 +170,12 @@ async def parse_in_a_new_thread(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def parse_after_responding(scope: Any, receive: Any, send: Any) -> None:
-    """Responds, then parses: the stretch ends as json.loads returns, before the watchdog,
-    waiting for the GIL, can look."""
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-    json.loads(DOCUMENT[0])
-
-
 DOCUMENT = [""]
 """The document `gil_located` parses, made once."""
 
 
 def gil_located(repeats: int) -> list[tuple[str, int, int, int]]:
-    """Per case (on the loop beside 0, 1, 3 computing threads; on the loop as the last
-    thing its stretch does; in a new thread):
+    """Per case (on the loop beside 0, 1, 3 computing threads; in a new thread):
     (case, stalls, reported, located)."""
     DOCUMENT[0] = document_taking(0.3)
     cases: list[tuple[str, Any, int]] = [
@@ -197,7 +186,6 @@ def gil_located(repeats: int) -> list[tuple[str, int, int, int]]:
         )
         for threads in (0, 1, 3)
     ]
-    cases.append(("on the loop, ending a stretch", parse_after_responding, 0))
     cases.append(("in a new thread (to_thread)", parse_in_a_new_thread, 0))
     rows = []
     for case, app, threads in cases:
@@ -259,23 +247,11 @@ def plot(
     figure.savefig(path, dpi=110)
 
 
-def print_gil_located(repeats: int) -> None:
-    print("GIL-holding C call (json.loads, 300 ms): stalls reported and located")
-    print(f"{'case':<30} {'stalls':>6} {'reported':>8} {'located':>8}")
-    for case, total, reported, located in gil_located(repeats):
-        print(f"{case:<30} {total:>6} {reported:>8} {located:>8}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs per cell")
     parser.add_argument("--plot", default=None, help="write a PNG plot here")
-    parser.add_argument("--gil-only", action="store_true", help="only the GIL-holding call")
     args = parser.parse_args()
-    if args.gil_only:
-        print_gil_located(max(args.repeats, 10))
-        shutdown()
-        return
 
     errors = accuracy(args.repeats)
     print("duration error: |reported - true|, ms (threshold half the stall)")
@@ -298,8 +274,10 @@ def main() -> None:
         goal = threshold_ms / 2 + 10
         print(f"{kind:<6} {threshold_ms:>9} {median:>8.1f} {worst:>8.1f} {goal:>8.1f}")
 
-    print()
-    print_gil_located(max(args.repeats, 10))
+    print("\nGIL-holding C call (json.loads, 300 ms): stalls reported and located")
+    print(f"{'case':<26} {'stalls':>6} {'reported':>8} {'located':>8}")
+    for case, total, reported, located in gil_located(max(args.repeats, 10)):
+        print(f"{case:<26} {total:>6} {reported:>8} {located:>8}")
 
     if args.plot:
         plot(args.plot, errors, delays)

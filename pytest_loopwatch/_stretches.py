@@ -9,7 +9,6 @@ trio), and never counts test code or other tasks.
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import time
 import types
@@ -23,10 +22,8 @@ from typing import Any, Protocol, TypeAlias
 from ._clock import clock
 from ._contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 from ._contention import prepare as prepare_to_read_cpu_times
-from ._gil_dumps import DumpedFrame, DumpedStacks
-from ._gil_dumps import newest as newest_dump
 from ._internal_errors import note
-from ._records import SampledFrame, SampledStack
+from ._records import SampledStack
 
 
 class LongStretchHandler(Protocol):
@@ -121,8 +118,6 @@ class Look:
     """The process's CPU time at the first look: what the other threads did meanwhile."""
     started_thread_ran: float | None = None
     """At the first look, if the loop thread was starting a thread: that thread's CPU time."""
-    dump_counted: float | None = None
-    """When the GIL's dump counted among the samples was made."""
 
     def time_kept_from_cpu(self) -> float:
         """Seconds of the whole stretch that the machine, not the app, took, where no
@@ -317,12 +312,7 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
                 look is not None and _only_starting_a_thread(look, end),
             )
         if duration > _limit:
-            samples = look.samples if look is not None else None
-            if not samples:
-                # Unseen: the GIL may have kept the watchdog from looking until the end;
-                # its timer's dump, made from C, may show where the stretch was.
-                samples = samples_dumped_during(thread, stretch, newest_dump()) or samples
-            stretch[1](stretch[2], duration, samples)
+            stretch[1](stretch[2], duration, look.samples if look is not None else None)
     finally:
         # Only now: whoever waits for the running stretches to end (a test ending while a
         # live server's handler finishes) then finds the stall recorded; and the watchdog,
@@ -365,11 +355,7 @@ def _starting_a_thread(stack: SampledStack) -> bool:
     start waits until the OS has run the new thread, which on a busy machine can take
     hundreds of milliseconds that no counter of this process shows.
     """
-    # "start" as the GIL's dump names it: faulthandler writes the plain function name.
-    return any(frame[0] == _THREADING_FILE and frame[2] in _THREAD_START for frame in stack)
-
-
-_THREAD_START = frozenset({"Thread.start", "start"})
+    return any(frame[0] == _THREADING_FILE and frame[2] == "Thread.start" for frame in stack)
 
 
 def wait_for_other_threads(timeout: float) -> None:
@@ -491,54 +477,6 @@ CALLBACK_CODE = timed_callback.__code__
 
 _MAX_DEPTH = 256
 _COROUTINE_FLAGS = 0x80 | 0x100 | 0x200  # CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
-
-
-def samples_dumped_during(
-    thread: int, stretch: Stretch, dump: tuple[float, DumpedStacks] | None
-) -> Counter[SampledStack] | None:
-    """The stack `thread` had in `dump`, as one sample of `stretch`, if the dump was made
-    while the stretch ran."""
-    if dump is None:
-        return None
-    made, stacks = dump
-    frames = stacks.get(thread)
-    if frames is None or made < stretch[0]:
-        return None
-    stack = dumped_stack(frames)
-    return Counter({stack: 1}) if stack else None
-
-
-def dumped_stack(frames: list[DumpedFrame]) -> SampledStack:
-    """As `sample_stack`, from frames faulthandler wrote (innermost first), if they were
-    inside a stretch; empty otherwise. The function is its plain name, the module found
-    by its file, and no frame is known to be a coroutine's."""
-    stack: list[SampledFrame] = []
-    modules = _modules_by_file()
-    for file, line, function in frames[:_MAX_DEPTH]:
-        if file == _STRETCH_FILE and function in _STRETCH_FUNCTIONS:
-            stack.reverse()
-            return tuple(stack)
-        stack.append((file, line, function, modules.get(file, ""), False))
-    return ()
-
-
-_STRETCH_FILE = STRETCH_CODE.co_filename
-_STRETCH_FUNCTIONS = frozenset({STRETCH_CODE.co_name, CALLBACK_CODE.co_name})
-_modules_seen: tuple[int, dict[str, str]] = (0, {})
-
-
-def _modules_by_file() -> dict[str, str]:
-    """File -> module name of the modules imported, made again as more are."""
-    global _modules_seen
-    count, by_file = _modules_seen
-    if count != len(sys.modules):
-        by_file = {}
-        for name, module in list(sys.modules.items()):
-            file = getattr(module, "__file__", None)
-            if isinstance(file, str):
-                by_file.setdefault(file, name)
-        _modules_seen = (len(sys.modules), by_file)
-    return by_file
 
 
 def sample_stack(frame: FrameType | None) -> SampledStack:

@@ -18,7 +18,6 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from . import _gil_dumps
 from ._alarm import Alarm, new_alarm
 from ._clock import clock
 from ._contention import read_cpu_times
@@ -28,7 +27,6 @@ from ._stretches import (
     Look,
     look_at,
     running_stretches,
-    samples_dumped_during,
     set_alarm_keeper,
     set_alarm_stale_after,
 )
@@ -95,15 +93,12 @@ class Watchdog:
                 target=self._run, args=(self._alarm,), name="loopwatch-watchdog", daemon=True
             )
             self._thread.start()
-            if self._thread.native_id is not None:
-                _gil_dumps.start(self._thread.native_id)
 
     def pause(self) -> None:
         """Sleep until the next `watch`, costing nothing meanwhile."""
         with self._setting:
             self._timing = None
             set_alarm_stale_after(math.inf)
-            _gil_dumps.disarm()
 
     def stop(self) -> None:
         """End the thread; `watch` starts a new one."""
@@ -115,7 +110,6 @@ class Watchdog:
             # Paused first, so that no stretch sets the alarm later again.
             self._timing = None
             set_alarm_stale_after(math.inf)
-            _gil_dumps.disarm()
             self._stopping = True
             try:
                 alarm.ring_at(clock())
@@ -129,7 +123,6 @@ class Watchdog:
         else:
             alarm.close()  # the last way to end its wait
             thread.join(timeout=1.0)  # past that, a daemon left waiting for nothing
-        _gil_dumps.stop()
 
     def forget_parent(self) -> None:
         """In a child the process forked: the thread is the parent's, and the alarm's
@@ -141,11 +134,9 @@ class Watchdog:
         if alarm is not None:
             with contextlib.suppress(OSError):
                 alarm.close()
-        _gil_dumps.forget_parent()
 
     def _set_alarm(self, when: float, look_after: float) -> None:
-        """With `_setting` held. The GIL's dump follows the alarm, a look's interval later:
-        if the watchdog has not got the GIL by then, a C call holds it."""
+        """With `_setting` held."""
         self._alarm_at = when
         set_alarm_stale_after(when - look_after / 2)
         try:
@@ -153,8 +144,6 @@ class Watchdog:
                 self._alarm.ring_at(when)
         except Exception as error:  # noqa: BLE001 - a stretch's timing goes on without looks
             note(f"setting the watchdog's alarm: {error!r}")
-        if self._timing is not None:
-            _gil_dumps.dump_at(when + self._timing[1])
 
     def _keep_alarm_ahead(self, start: float) -> None:
         """On a loop thread, as the stretch that started at `start` begins."""
@@ -183,8 +172,6 @@ class Watchdog:
             if self._stopping:
                 return
             with self._setting:
-                # Awake with the GIL in time: no dump.
-                _gil_dumps.disarm()
                 timing = self._timing
                 if timing is None:
                     continue
@@ -210,7 +197,6 @@ class Watchdog:
         A look every `interval` follows only while a stretch is that old; a younger one
         gets its look when it turns `look_after` old.
         """
-        dump = _gil_dumps.newest()  # made if a C call kept this thread from the GIL
         now = clock()
         next_look = math.inf
         for thread, stretch in list(running_stretches.items()):
@@ -220,9 +206,6 @@ class Watchdog:
                 continue
             next_look = min(next_look, now + interval)
             look = look_at(thread, stretch)
-            if dump is not None and look.dump_counted != dump[0]:
-                look.dump_counted = dump[0]
-                look.samples.update(samples_dumped_during(thread, stretch, dump) or ())
             frame = sys._current_frames().get(thread)
             stack = sample_stack(frame)
             if stack and stack[0][0] == _TIMER_FILE:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import re
-import sys
 import threading
 from pathlib import Path
 from typing import NoReturn
@@ -170,12 +169,10 @@ def test_a_watchdog_whose_alarm_fails_leaves_stalls_timed_and_says_so(
     monkeypatch.setattr(pytest_loopwatch._watchdog, "new_alarm", AlarmThatCannotBeSet)
     pytester.makepyfile("def test_blocks(test_client):\n    test_client.get('/sleep')\n")
     result = pytester.runpytest("--loopwatch")
-    # Timed as ever; the session ends, the watchdog with it. Never looked at, the stretch is
-    # located only where the GIL's dump, on a timer of its own, showed it (Linux).
+    # Timed as ever, only not located; the session ends, the watchdog with it.
     assert result.parseoutcomes() == {"failed": 1, "warnings": 1}
     report = result.stdout.str()
-    where = rf"at app.py:{line_of(app_files, 'SLEEP')} " if sys.platform == "linux" else r"\(no"
-    assert re.search(rf"^  blocked 3\d\d ms {where}", report, re.MULTILINE)
+    assert re.search(r"^  blocked 3\d\d ms \(no stack sample", report, re.MULTILINE)
     assert (
         "LoopwatchInternalWarning: loopwatch internal error: "
         "setting the watchdog's alarm: OSError(22, 'timerfd_settime')" in report
