@@ -3,8 +3,9 @@
 The handler computes until its thread has had `--work` seconds of CPU, while twice as
 many processes as cores spin. Its wall time stretches with the machine's load; the
 duration loopwatch reports should stay near the work itself (Linux: the loop thread's
-wait for a CPU and stolen time are taken off, counted from the stretch's start). A handler of `--short` seconds of
-CPU, under the threshold, must not be reported at all, however long the load makes it.
+wait for a CPU and stolen time are taken off, counted from the stretch's start). A
+handler of `--short` seconds of CPU, under the threshold, must not be reported at all,
+however long the load makes it.
 
     python benchmarks/busy_machine.py [--work 0.3] [--short 0.06] [--runs 8]
 """
