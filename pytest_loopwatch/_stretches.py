@@ -175,11 +175,14 @@ def count_cpu_from(thread: int, start: float) -> None:
 def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> float | None:
     """Seconds of a long stretch that the machine took; None: not known.
 
-    From counts read as it, or a stretch shortly before it, began: then the whole stretch
-    is measured. Else from the watchdog's first look on, at that rate for the part before:
-    a look the GIL delayed (a C call holding it, then a loaded machine after) measures a
-    few milliseconds, and their rate once took all of a 300 ms `json.loads` away.
+    Two counts, each of which can only take too much: from counts read as it, or a
+    stretch shortly before it, began (the running before the stretch, at the CPU's
+    stolen rate, can take off part of a sleep); and from the watchdog's first look on, at
+    that rate for the part before (a look the GIL delayed measures a few loaded
+    milliseconds: their rate once took all of a 300 ms `json.loads` away). The smaller
+    is taken.
     """
+    counts: list[float] = []
     counted = counted_at_start.get(thread)
     if counted is not None and stretch[0] - _limit / 2 <= counted[0] <= stretch[0]:
         start, before = counted
@@ -187,12 +190,12 @@ def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> flo
             if before.thread == threading.get_native_id():
                 now = read_cpu_times(before.thread)
                 if now is not None:
-                    return time_kept_from_cpu(before, now, clock() - start)
+                    counts.append(time_kept_from_cpu(before, now, clock() - start))
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
             note(f"reading CPU times: {error!r}")
     if look is not None and look.counted_from is not None:
-        return look.time_kept_from_cpu()
-    return None
+        counts.append(look.time_kept_from_cpu())
+    return min(counts) if counts else None
 
 
 def look_at(thread: int, stretch: Stretch) -> Look:
