@@ -129,21 +129,28 @@ class Look:
         stretch that slept then computed loses at most that share of its sleep.
         """
         since, before = self.counted_from or (0.0, None)
-        if before is None:
+        kept_and_measured = None if before is None else _kept_since(since, before)
+        if kept_and_measured is None:
             return 0.0
-        try:
-            now = read_cpu_times(before.thread)
-            if now is None:
-                return 0.0
-            measured = clock() - since
-            kept = time_kept_from_cpu(before, now, measured)
-            if measured <= 0:
-                return kept
-            unmeasured = min(since - self.stretch[0], measured)
-            return kept + unmeasured * min(1.0, kept / measured)
-        except Exception as error:  # noqa: BLE001 - runs inside the app's call
-            note(f"reading CPU times: {error!r}")
-            return 0.0
+        kept, measured = kept_and_measured
+        if measured <= 0:
+            return kept
+        unmeasured = min(since - self.stretch[0], measured)
+        return kept + unmeasured * min(1.0, kept / measured)
+
+
+def _kept_since(since: float, before: CpuTimes) -> tuple[float, float] | None:
+    """Seconds the machine kept a thread from a CPU since `since`, when its counts were
+    `before`, and the seconds measured; None if its counts cannot be read now."""
+    try:
+        now = read_cpu_times(before.thread)
+    except Exception as error:  # noqa: BLE001 - runs inside the app's call
+        note(f"reading CPU times: {error!r}")
+        return None
+    if now is None:
+        return None
+    measured = clock() - since
+    return time_kept_from_cpu(before, now, measured), measured
 
 
 looks: dict[int, Look] = {}
@@ -184,15 +191,14 @@ def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> flo
     """
     counts: list[float] = []
     counted = counted_at_start.get(thread)
-    if counted is not None and stretch[0] - _limit / 2 <= counted[0] <= stretch[0]:
-        start, before = counted
-        try:
-            if before.thread == threading.get_native_id():
-                now = read_cpu_times(before.thread)
-                if now is not None:
-                    counts.append(time_kept_from_cpu(before, now, clock() - start))
-        except Exception as error:  # noqa: BLE001 - runs inside the app's call
-            note(f"reading CPU times: {error!r}")
+    if (
+        counted is not None
+        and stretch[0] - _limit / 2 <= counted[0] <= stretch[0]
+        and counted[1].thread == threading.get_native_id()
+    ):
+        kept_and_measured = _kept_since(*counted)
+        if kept_and_measured is not None:
+            counts.append(kept_and_measured[0])
     if look is not None and look.counted_from is not None:
         counts.append(look.time_kept_from_cpu())
     return min(counts) if counts else None
