@@ -167,11 +167,16 @@ def count_cpu_from(thread: int, start: float) -> None:
     """Keep the CPU counts of the calling thread, whose stretch began at `start`, unless
     they were read a little while ago: while another thread's stretch is long, every
     stretch that starts calls this (reading each time took 20 µs of a fast request's 30)."""
+    native_id = threading.get_native_id()
     counted = counted_at_start.get(thread)
-    if counted is not None and 0.0 <= start - counted[0] < _limit / 8:
+    if (
+        counted is not None
+        and counted[1].thread == native_id
+        and 0.0 <= start - counted[0] < _limit / 8
+    ):
         return
     try:
-        counts = read_cpu_times(threading.get_native_id())
+        counts = read_cpu_times(native_id)
     except Exception as error:  # noqa: BLE001 - runs inside the app's call
         note(f"reading CPU times: {error!r}")
         return
@@ -401,9 +406,12 @@ def timed(
     outermost = cell[0] is None
     if outermost:
         cell[0] = (on_long_stretch, context)
-    if timing and thread not in counted_at_start:
-        # A thread not seen before: a TestClient's portal is new for each request outside `with`.
-        count_cpu_from(thread, clock())
+    if timing:
+        counted = counted_at_start.get(thread)
+        # A thread not seen before: a TestClient's portal is new for each request outside
+        # `with`, and Python hands the ended one's id to the next (the OS's id differs).
+        if counted is None or counted[1].thread != threading.get_native_id():
+            count_cpu_from(thread, clock())
     try:
         while True:
             stretch = None
