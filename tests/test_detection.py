@@ -47,9 +47,10 @@ def test_a_blocking_async_handler_fails_with_its_blocking_line(
     pytester.makepyfile(BOTH_CLIENTS.format(path=path))
     # A C call that holds the GIL is located only if the watchdog takes the GIL first when
     # the call returns (README, Limits): in a process of its own, not one where earlier
-    # sessions left threads behind. Even so a loaded CI machine once let the loop thread
-    # run on into the framework first (`at contextlib.py:778`, or no sample): timed always, located
-    # mostly: here only its stall is asserted; `benchmarks/accuracy.py` counts the located.
+    # sessions left threads behind. Even so a loaded CI machine let the loop thread run on
+    # into the framework first (`at contextlib.py:778`, or no sample): timed always,
+    # located mostly, so here only its stall is asserted; `benchmarks/accuracy.py` counts
+    # how often it is located.
     run = pytester.runpytest_subprocess if tag == "JSON" else pytester.runpytest
     result = run("--loopwatch")
     result.assert_outcomes(failed=2)
