@@ -14,6 +14,10 @@ by the watchdog, never resolved to source there."""
 SampledStack: TypeAlias = tuple[SampledFrame, ...]
 """Frames from the app's coroutine inwards."""
 
+GIL_HELD_ELSEWHERE = "gil"
+"""The family of a stall during which the loop thread waited for the GIL that another
+thread of the process held (a C call in a thread the request started): its fix differs."""
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -94,6 +98,7 @@ class RawStall:
     samples: Counter[SampledStack] | None
     call: str | None = None
     family: str | None = None
-    """For a blocking call: what kind of API it is (`http`, `sleep`...), for the fix."""
+    """For a blocking call: what kind of API it is (`http`, `sleep`...), for the fix; for a
+    stall, `GIL_HELD_ELSEWHERE` or None."""
     app: Any = None
     """The app called: Quart and Django requests are matched to their route by it."""

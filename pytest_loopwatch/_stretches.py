@@ -23,7 +23,8 @@ from ._clock import clock
 from ._contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 from ._contention import prepare as prepare_to_read_cpu_times
 from ._internal_errors import note
-from ._records import SampledStack
+from ._records import GIL_HELD_ELSEWHERE, SampledStack
+from ._stacks import is_user_code
 
 
 class LongStretchHandler(Protocol):
@@ -156,11 +157,12 @@ def _kept_since(since: float, before: CpuTimes) -> tuple[float, float] | None:
 looks: dict[int, Look] = {}
 """Thread id -> what the watchdog saw of the stretch that thread is running."""
 
-counted_at_start: dict[int, tuple[float, CpuTimes]] = {}
-"""Thread id -> the OS's CPU counts of that thread as one of its stretches began, and that
-start. Read on a thread's first watched call, and then as a starting stretch moves the
-watchdog's alarm (about every quarter of the threshold while requests run), not as every
-stretch starts: that would cost each fast request two system calls."""
+counted_at_start: dict[int, tuple[float, CpuTimes, float]] = {}
+"""Thread id -> (a start of one of its stretches, the OS's CPU counts of that thread then,
+the process's CPU time then). Read on a thread's first watched call, and then as a
+starting stretch moves the watchdog's alarm (about every quarter of the threshold while
+requests run), not as every stretch starts: that would cost each fast request two system
+calls."""
 
 
 def count_cpu_from(thread: int, start: float) -> None:
@@ -181,7 +183,20 @@ def count_cpu_from(thread: int, start: float) -> None:
         note(f"reading CPU times: {error!r}")
         return
     if counts is not None:
-        counted_at_start[thread] = (start, counts)
+        counted_at_start[thread] = (start, counts, time.process_time())
+
+
+def _counted_from_start(thread: int, stretch: Stretch) -> tuple[float, CpuTimes, float] | None:
+    """The counts that stand for the stretch's start: read as it, or a stretch at most half
+    a threshold before it, began, on the OS thread running it now."""
+    counted = counted_at_start.get(thread)
+    if (
+        counted is not None
+        and stretch[0] - _limit / 2 <= counted[0] <= stretch[0]
+        and counted[1].thread == threading.get_native_id()
+    ):
+        return counted
+    return None
 
 
 def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> float | None:
@@ -195,13 +210,9 @@ def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> flo
     is taken.
     """
     counts: list[float] = []
-    counted = counted_at_start.get(thread)
-    if (
-        counted is not None
-        and stretch[0] - _limit / 2 <= counted[0] <= stretch[0]
-        and counted[1].thread == threading.get_native_id()
-    ):
-        kept_and_measured = _kept_since(*counted)
+    counted = _counted_from_start(thread, stretch)
+    if counted is not None:
+        kept_and_measured = _kept_since(counted[0], counted[1])
         if kept_and_measured is not None:
             counts.append(kept_and_measured[0])
     if look is not None and look.counted_from is not None:
@@ -306,8 +317,9 @@ def app_time(
 _NO_COLLECTION = (0.0, 0.0)
 
 
-def finish_stretch(thread: int, stretch: Stretch) -> None:
-    """Hand the stretch on if it was long, less what the collector and the machine took."""
+def finish_stretch(thread: int, stretch: Stretch, steps: Any = None) -> None:
+    """Hand the stretch on if it was long, less what the collector and the machine took;
+    `steps`, the coroutine it ran, says where it ended."""
     end = clock()
     wall = end - stretch[0]
     collector = (
@@ -326,7 +338,14 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
                 look is not None and _only_starting_a_thread(look, end),
             )
         if duration > _limit:
-            stretch[1](stretch[2], duration, look.samples if look is not None else None)
+            samples = look.samples if look is not None else None
+            held_elsewhere = _held_elsewhere(thread, stretch, look, steps)
+            if held_elsewhere is None:
+                stretch[1](stretch[2], duration, samples)
+            else:
+                stretch[1](
+                    stretch[2], duration, samples or held_elsewhere, None, GIL_HELD_ELSEWHERE
+                )
     finally:
         # Only now: whoever waits for the running stretches to end (a test ending while a
         # live server's handler finishes) then finds the stall recorded; and the watchdog,
@@ -343,6 +362,73 @@ def finish_stretch(thread: int, stretch: Stretch) -> None:
 _THREADING_FILE = threading.__file__
 
 
+def _held_elsewhere(
+    thread: int, stretch: Stretch, look: Look | None, steps: Any
+) -> Counter[SampledStack] | None:
+    """If the loop thread waited for the GIL that another thread held, the stretch's
+    samples, or where it ended when the watchdog never looked (or no stack: `steps` not
+    known); None otherwise."""
+    try:
+        if not _waited_for_the_gil_held_elsewhere(thread, stretch, look):
+            return None
+        return Counter({_where_it_ended(steps): 1} if steps is not None else {})
+    except Exception as error:  # noqa: BLE001 - runs inside the app's call
+        note(f"telling a wait for the GIL: {error!r}")
+        return None
+
+
+def _waited_for_the_gil_held_elsewhere(thread: int, stretch: Stretch, look: Look | None) -> bool:
+    """Whether the loop thread spent the stretch waiting for the GIL that another thread
+    held: a new thread that took it at once (`asyncio.to_thread(json.loads, big)`).
+
+    Seen by the watchdog: every look found the loop thread starting that thread, which had
+    run most of the stretch. Unseen (the watchdog waits for the GIL too, and the loop
+    thread may take it first when the call ends): from the counts of the stretch's start,
+    the loop thread neither ran nor waited for a CPU through most of it, while the
+    process's other threads ran; a loop thread that slept instead lets the watchdog look.
+    """
+    if look is not None and look.samples:
+        return all(map(_starting_a_thread, look.samples)) and _started_thread_ran_most(look)
+    counted = _counted_from_start(thread, stretch)
+    if counted is None:
+        return False
+    since, before, process_before = counted
+    now = read_cpu_times(before.thread)
+    if now is None:
+        return False
+    span = clock() - since
+    ran = (now.ran - before.ran) / 1e9
+    waited = (now.waited - before.waited) / 1e9
+    others_ran = time.process_time() - process_before - ran
+    return ran < span / 4 and waited < span / 4 and others_ran > span / 4
+
+
+def _where_it_ended(steps: Any) -> SampledStack:
+    """The app's await chain where the stretch ended, as `sample_stack` gives a stack, cut
+    at its innermost app frame: the line whose await handed the work on."""
+    stack: list[tuple[str, int, str, str, bool]] = []
+    awaited = steps
+    while awaited is not None and len(stack) < _MAX_DEPTH:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        stack.append(
+            (
+                code.co_filename,
+                frame.f_lineno or code.co_firstlineno,
+                code.co_qualname,
+                frame.f_globals.get("__name__", ""),
+                bool(code.co_flags & _COROUTINE_FLAGS),
+            )
+        )
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    for index in range(len(stack) - 1, -1, -1):
+        if is_user_code(stack[index][0]):
+            return tuple(stack[: index + 1])
+    return tuple(stack)
+
+
 def _only_starting_a_thread(look: Look, end: float) -> bool:
     """Whether every look saw the loop thread waiting for a thread it started, while the
     process did nothing else from the first look to `end`.
@@ -355,11 +441,19 @@ def _only_starting_a_thread(look: Look, end: float) -> bool:
         return False
     if look.counted_from is None or look.process_cpu_from is None:
         return True
+    if _started_thread_ran_most(look):
+        return False
     first_look = look.counted_from[0]
-    if (look.started_thread_ran or 0.0) > (first_look - look.stretch[0]) / 2:
-        return False  # the new thread ran most of the stretch so far, holding the GIL
     window = end - first_look
     return window <= 0 or time.process_time() - look.process_cpu_from <= window / 2
+
+
+def _started_thread_ran_most(look: Look) -> bool:
+    """Whether the thread the loop thread was starting had, at the first look, run more
+    than half the stretch so far: it held the GIL that the loop thread waited for."""
+    if look.counted_from is None:
+        return False
+    return (look.started_thread_ran or 0.0) > (look.counted_from[0] - look.stretch[0]) / 2
 
 
 def _starting_a_thread(stack: SampledStack) -> bool:
@@ -444,7 +538,7 @@ def timed(
                     # Nearly every stretch is short, unseen and free of collections: it only
                     # has to go.
                     if looks or collected_in_stretch or clock() - stretch[0] > _limit:
-                        finish_stretch(thread, stretch)
+                        finish_stretch(thread, stretch, steps)
                     else:
                         running_stretches.pop(thread, None)
             try:

@@ -14,7 +14,7 @@ from ._asgi import ASGIApp, wrap
 from ._blocking_apis import FIXES
 from ._calls import LAZY_INITIALISATION, call_catcher, compile_allowed
 from ._framework_work import app_line_for, body_models, framework_work
-from ._records import Endpoint, Frame, RawStall, SampledStack, Stall
+from ._records import GIL_HELD_ELSEWHERE, Endpoint, Frame, RawStall, SampledStack, Stall
 from ._routes import match_again
 from ._stacks import blocking_line, blocking_stack, to_frame
 from ._stretches import wait_for_other_threads
@@ -22,6 +22,11 @@ from ._stretches import wait_for_other_threads
 OFF_THE_LOOP = (
     "move the work off the loop: `await anyio.to_thread.run_sync(...)` "
     "(FastAPI: `run_in_threadpool`), or make the endpoint a `def`"
+)
+GIL_HELD_BY_A_THREAD = (
+    "the work runs in a thread, but its C call keeps the GIL, which the loop needs: run it "
+    "in a process (`ProcessPoolExecutor`), in smaller pieces, or with a library that lets go "
+    "of the GIL"
 )
 SERIALISING = (
     "the framework serialises what the endpoint returns on the loop, after it returned: "
@@ -176,6 +181,8 @@ def _fix(
     work: str | None = None,
     endpoint_object: object = None,
 ) -> str | None:
+    if raw.family == GIL_HELD_ELSEWHERE:
+        return GIL_HELD_BY_A_THREAD
     if raw.family is not None:
         return FIXES.get(raw.family)
     if work == "serialising":

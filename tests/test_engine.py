@@ -11,9 +11,11 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Coroutine, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import line_of
 
 from pytest_loopwatch import Frame, LoopwatchMiddleware, Request, Stall, Watch, wrap
 from pytest_loopwatch._asgi import ASGIApp
@@ -533,12 +535,13 @@ def test_a_look_the_gil_delayed_never_takes_the_whole_stretch_at_its_rate(
     monkeypatch.setattr(_stretches, "read_cpu_times", lambda _: cpu_times(0.291, 0.009, 0, native))
 
     # Counts read as the stretch began measure all of it: the 9 ms waited are the machine's.
-    at_start = (start, cpu_times(0.0, 0.0, 0, native))
+    at_start = (start, cpu_times(0.0, 0.0, 0, native), 0.0)
     monkeypatch.setitem(_stretches.counted_at_start, thread, at_start)
     assert _time_kept_from_cpu(thread, stretch, look) == pytest.approx(0.009, abs=0.001)
     # Counts read too long before it (more than half the threshold) are not used; nor are
     # another thread's that had the same id.
-    for stale in [(start - 0.06, cpu_times(0.0, 0.0, 0, native)), (start, cpu_times(0, 0, 0, 1))]:
+    stale_counts = [(start - 0.06, cpu_times(0, 0, 0, native)), (start, cpu_times(0, 0, 0, 1))]
+    for stale in [(*counts, 0.0) for counts in stale_counts]:
         monkeypatch.setitem(_stretches.counted_at_start, thread, stale)
         # From the look: the rate measured is put on no longer a part before it than was
         # measured, 10 ms: 18 ms in all, not 270.
@@ -546,3 +549,50 @@ def test_a_look_the_gil_delayed_never_takes_the_whole_stretch_at_its_rate(
     # Neither counts nor a look: not known.
     monkeypatch.delitem(_stretches.counted_at_start, thread)
     assert _time_kept_from_cpu(thread, stretch, None) is None
+
+
+def test_a_stretch_unseen_while_another_thread_held_the_gil_is_located_where_it_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A new thread's `json.loads` keeps the GIL; the watchdog waits for it as the loop
+    # thread does, and the loop thread may take it first and end the stretch unseen.
+    from pytest_loopwatch import _stretches
+    from pytest_loopwatch._clock import clock
+    from pytest_loopwatch._records import GIL_HELD_ELSEWHERE
+
+    recorded: list[tuple[float, object, object]] = []
+
+    def record(
+        _: object, duration: float, samples: object, __: object = None, family: object = None, /
+    ) -> None:
+        recorded.append((duration, samples, family))
+
+    async def hands_the_work_on() -> None:
+        await asyncio.sleep(0)  # HANDED-ON
+
+    thread, native = threading.get_ident(), threading.get_native_id()
+    monkeypatch.setattr(_stretches, "_limit", 0.1)
+    # (the loop thread ran, it waited for a CPU, the process's other threads ran), seconds
+    held_elsewhere, slept, computed = (0.01, 0.0, 0.25), (0.01, 0.0, 0.0), (0.29, 0.0, 0.0)
+    for ran, waited, others_ran in (held_elsewhere, slept, computed):
+        steps = hands_the_work_on()
+        steps.send(None)
+        stretch = (clock() - 0.3, record, None)
+        counted = (stretch[0], cpu_times(0, 0, 0, native), time.process_time() - others_ran - ran)
+        monkeypatch.setitem(_stretches.counted_at_start, thread, counted)
+        counts_now = cpu_times(ran, waited, 0, native)
+        monkeypatch.setattr(_stretches, "read_cpu_times", lambda _, now=counts_now: now)
+        _stretches.finish_stretch(thread, stretch, steps)
+        steps.close()
+
+    held, asleep, computing = recorded
+    line = line_of(Path(__file__), "HANDED-ON")
+    assert held[2] == GIL_HELD_ELSEWHERE
+    assert held[1] == Counter(
+        {((__file__, line, hands_the_work_on.__qualname__, __name__, True),): 1}
+    )
+    # A loop thread that slept lets the watchdog look: unseen, it is not told where. One that
+    # computed held the GIL itself.
+    assert asleep[1:] == (None, None)
+    assert computing[1:] == (None, None)
+    assert all(duration > 0.25 for duration, _, _ in recorded)
