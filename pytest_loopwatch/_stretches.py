@@ -23,7 +23,7 @@ from ._clock import clock
 from ._contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 from ._contention import prepare as prepare_to_read_cpu_times
 from ._internal_errors import note
-from ._records import GIL_HELD_ELSEWHERE, SampledStack
+from ._records import GIL_HELD_ELSEWHERE, SampledFrame, SampledStack
 from ._stacks import is_user_code
 
 
@@ -406,22 +406,13 @@ def _waited_for_the_gil_held_elsewhere(thread: int, stretch: Stretch, look: Look
 def _where_it_ended(steps: Any) -> SampledStack:
     """The app's await chain where the stretch ended, as `sample_stack` gives a stack, cut
     at its innermost app frame: the line whose await handed the work on."""
-    stack: list[tuple[str, int, str, str, bool]] = []
+    stack: list[SampledFrame] = []
     awaited = steps
     while awaited is not None and len(stack) < _MAX_DEPTH:
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
         if frame is None:
             break
-        code = frame.f_code
-        stack.append(
-            (
-                code.co_filename,
-                frame.f_lineno or code.co_firstlineno,
-                code.co_qualname,
-                frame.f_globals.get("__name__", ""),
-                bool(code.co_flags & _COROUTINE_FLAGS),
-            )
-        )
+        stack.append(_sampled_frame(frame))
         awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     for index in range(len(stack) - 1, -1, -1):
         if is_user_code(stack[index][0]):
@@ -592,20 +583,23 @@ _COROUTINE_FLAGS = 0x80 | 0x100 | 0x200  # CO_COROUTINE, CO_ITERABLE_COROUTINE, 
 
 def sample_stack(frame: FrameType | None) -> SampledStack:
     """The frames from the app's coroutine inwards, outermost first; only memory is read."""
-    stack: list[tuple[str, int, str, str, bool]] = []
+    stack: list[SampledFrame] = []
     while frame is not None and len(stack) < _MAX_DEPTH:
         code = frame.f_code
         if code is STRETCH_CODE or code is CALLBACK_CODE:
             break
-        stack.append(
-            (
-                code.co_filename,
-                frame.f_lineno or code.co_firstlineno,
-                code.co_qualname,
-                frame.f_globals.get("__name__", ""),
-                bool(code.co_flags & _COROUTINE_FLAGS),
-            )
-        )
+        stack.append(_sampled_frame(frame))
         frame = frame.f_back
     stack.reverse()
     return tuple(stack)
+
+
+def _sampled_frame(frame: FrameType) -> SampledFrame:
+    code = frame.f_code
+    return (
+        code.co_filename,
+        frame.f_lineno or code.co_firstlineno,
+        code.co_qualname,
+        frame.f_globals.get("__name__", ""),
+        bool(code.co_flags & _COROUTINE_FLAGS),
+    )
