@@ -236,6 +236,9 @@ timing = False
 collected_in_stretch: dict[int, tuple[float, float]] = {}
 """Thread id -> (wall, CPU) seconds the garbage collector ran on that thread during its
 running stretch."""
+collected_anywhere = 0.0
+"""Wall seconds the garbage collector ran, on any thread, while timing: a collection in
+a worker thread holds the GIL too, and is no more the app's than one on the loop."""
 _collection_started = (0.0, 0.0)
 
 
@@ -248,18 +251,30 @@ def _on_collection(phase: str, info: dict[str, int]) -> None:
     # on the collecting thread, one collection at a time.
     # Its CPU time too: its wait for a CPU is the machine's, which the loop thread's own
     # counts take off (once) where the watchdog looked.
-    global _collection_started
-    thread = threading.get_ident()
-    if thread not in running_stretches:
-        return
+    global _collection_started, collected_anywhere
     if phase == "start":
         _collection_started = (clock(), time.thread_time())
         return
+    took = clock() - _collection_started[0]
+    collected_anywhere += took
+    thread = threading.get_ident()
+    if thread not in running_stretches:
+        return
     wall, cpu = collected_in_stretch.get(thread, (0.0, 0.0))
     collected_in_stretch[thread] = (
-        wall + clock() - _collection_started[0],
+        wall + took,
         cpu + time.thread_time() - _collection_started[1],
     )
+
+
+def stretch_limit() -> float:
+    """Seconds over which a stretch is reported; infinite while nothing is timed."""
+    return _limit
+
+
+long_stretch_ended: dict[int, float] = {}
+"""Thread id -> when a stretch over the limit last ended on it: what it held is that
+stretch's, timed already."""
 
 
 def report_stretches_longer_than(seconds: float | None) -> None:
@@ -271,6 +286,7 @@ def report_stretches_longer_than(seconds: float | None) -> None:
             gc.callbacks.append(_on_collection)
     if seconds is None:
         counted_at_start.clear()
+        long_stretch_ended.clear()
         if _on_collection in gc.callbacks:
             gc.callbacks.remove(_on_collection)
     timing = seconds is not None
@@ -331,6 +347,7 @@ def finish_stretch(thread: int, stretch: Stretch, steps: Any = None) -> None:
     try:
         duration = wall - collector[0]
         if duration > _limit:
+            long_stretch_ended[thread] = end
             duration = app_time(
                 wall,
                 collector,

@@ -33,6 +33,7 @@ from ._stretches import (
 from ._stretches import (
     sample_stack as sample_stack,  # the benchmarks and tests time its calls here
 )
+from ._thread_frames import thread_frames
 
 _TIMER_FILE = sample_stack.__code__.co_filename
 _THREADING_FILE = threading.__file__
@@ -206,7 +207,7 @@ class Watchdog:
                 continue
             next_look = min(next_look, now + interval)
             look = look_at(thread, stretch)
-            frame = sys._current_frames().get(thread)
+            frame = thread_frames().get(thread)
             stack = sample_stack(frame)
             if stack and stack[0][0] == _TIMER_FILE:
                 continue  # the stretch is over, and its timer is reporting it
