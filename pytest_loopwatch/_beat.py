@@ -1,4 +1,4 @@
-"""A beat on each watched asyncio loop, for the stall no stretch can time: the loop kept
+"""A beat on each watched event loop, for the stall no stretch can time: the loop kept
 off the GIL by a thread working for a request.
 
 A `def` endpoint runs in a worker thread while the loop idles. A C call there that keeps
@@ -13,15 +13,20 @@ says nothing of why; the OS's counts of the loop thread over the gap say it:
 - it hardly ran: code of its own (the app's, timed as stretches; the test's) held nothing;
 - it was put on a CPU again and again: a thread waiting for the GIL is woken every switch
   interval (5 ms) to ask for it, while one that sleeps in a call (`time.sleep`, `select`)
-  is woken once;
+  is woken once (so a hold of under three switch intervals is not told);
 - its waits for a CPU are the machine's, and come off, as does garbage collection on any
   thread.
 
-The holder is the thread of the process that ran most over the gap, at least half of it;
-its stack, taken once it has let go of the GIL, stands just past its call, and the
-context it runs in says which request it works for. A holder that works for no watched
-request (the test's own thread, a library's) is left alone. trio runs no callbacks of
-ours: there, as before, only stretches are timed.
+The holder is the thread of the process that ran most over the gap, and what it ran is
+the hold's length (no more than the loop thread waited); its stack, taken once it has let
+go of the GIL, stands just past its call, and the context it runs in says which request
+it works for. A holder whose context names none (it ran on past its call before the loop
+thread got the GIL; or it works for no request: the test's own thread, a library's) is
+taken for the call that began last on the loop, if that call is in flight, and reported
+without a stack; with none in flight, it is left alone. trio runs none of our
+callbacks; there only stretches are timed (a system task that sleeps, heard by an
+instrument as the loop thread comes back from waiting for I/O, was tried: by then trio's
+worker had mostly run on past its call, out of the request's context).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ from ._stretches import Work, current_work, sample_stack
 from ._thread_frames import thread_frames
 
 _BEATS_PER_THRESHOLD = 4
+_ASKED_PER_SWITCH_INTERVAL = 0.7
+"""How often, at least, a loop thread kept off the GIL is put on a CPU, per switch
+interval of the hold."""
 
 
 @dataclass(slots=True)
@@ -72,6 +80,7 @@ class _Beat:
     native_thread: int
     counts: _Counts | None
     due: float = 0.0
+    interval: float = 0.0
 
 
 _beating: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -89,10 +98,10 @@ def keep_beating(loop: asyncio.AbstractEventLoop) -> None:
     """Start a beat on `loop`, the running loop, unless one runs there for this watch."""
     if loop in _beating or sys.platform != "linux":
         return
-    native_thread = threading.get_native_id()
-    beat = _Beat(_generation, threading.get_ident(), native_thread, _count(native_thread))
     _beating.add(loop)
-    _schedule(loop, beat)
+    beat = _new_beat()
+    if _listening(beat, first=True):
+        _schedule(loop, beat)
 
 
 def stop_beating() -> None:
@@ -103,26 +112,52 @@ def stop_beating() -> None:
     _reported.clear()
 
 
+def _new_beat() -> _Beat:
+    native_thread = threading.get_native_id()
+    return _Beat(_generation, threading.get_ident(), native_thread, _count(native_thread))
+
+
 def _schedule(loop: asyncio.AbstractEventLoop, beat: _Beat) -> None:
-    interval = _stretches.stretch_limit() / _BEATS_PER_THRESHOLD
-    beat.due = clock() + interval
     # The class's `call_at`: the follower's, on the loop, would take the beat for the work
     # of a request whose stretch scheduled it (`call_later` calls `call_at`).
-    type(loop).call_at(loop, loop.time() + interval, _on_beat, beat)
+    type(loop).call_at(loop, loop.time() + beat.interval, _on_beat, beat)
 
 
 def _on_beat(beat: _Beat) -> None:
-    if beat.generation != _generation:
-        return
-    try:
-        late = clock() - beat.due
-        counts = _count(beat.native_thread)
-        if counts is not None and beat.counts is not None and late > _stretches.stretch_limit():
-            _look_for_a_holder(beat, beat.counts, counts, late)
-        beat.counts = counts
+    if _listening(beat):
         _schedule(asyncio.get_running_loop(), beat)
+
+
+def _listening(beat: _Beat, *, first: bool = False) -> bool:
+    """Whether the beat goes on; unless `first`, tell what kept it late. When it goes on,
+    when it is due next."""
+    if beat.generation != _generation:
+        return False
+    try:
+        if not first:
+            late = clock() - beat.due
+            if late < -beat.interval / 2:
+                # Early by the real clock: the loop keeps a time of its own (looptime's
+                # fast-forwarding), which a beat would only hurry along.
+                return False
+            _tell(beat, late)
+        # No more often than a waiting thread asks for the GIL: a shorter gap tells nothing.
+        beat.interval = max(
+            _stretches.stretch_limit() / _BEATS_PER_THRESHOLD, sys.getswitchinterval()
+        )
+        beat.due = clock() + beat.interval
+        return True
     except Exception as error:  # noqa: BLE001 - runs on the loop, among the app's callbacks
         note(f"beating on the loop: {error!r}")
+        return False
+
+
+def _tell(beat: _Beat, late: float) -> None:
+    """Count again; if the loop came back `late`, look for the thread that kept it."""
+    counts = _count(beat.native_thread)
+    if counts is not None and beat.counts is not None and late > _stretches.stretch_limit():
+        _look_for_a_holder(beat, beat.counts, counts, late)
+    beat.counts = counts
 
 
 def _count(loop_thread: int) -> _Counts | None:
@@ -159,23 +194,37 @@ def _look_for_a_holder(beat: _Beat, before: _Counts, after: _Counts, late: float
     held = late - (after.collected - before.collected) - (now.waited - was.waited) / 1e9
     if held <= limit or (now.ran - was.ran) / 1e9 > held / 4:
         return
+    # Measured, every core busy: 1.03-1.17 times on a CPU per switch interval of the hold
+    # while a worker kept the GIL; at most 0.41 for a loop thread that slept in the test's
+    # code while a worker computed (woken on its way in and out, not through it).
     asked_for_the_gil = now.timeslices - was.timeslices
-    if asked_for_the_gil < max(3.0, held / sys.getswitchinterval() / 4):
+    if asked_for_the_gil < max(3.0, _ASKED_PER_SWITCH_INTERVAL * held / sys.getswitchinterval()):
         return
     if _stretches.long_stretch_ended.get(beat.thread, -1.0) > before.at:
         return  # the loop thread waited inside a stretch of app code: reported with it
+    # Of the hold, what the holder ran: a machine that kept it from a CPU while it held
+    # the GIL (twice as many busy processes as cores: 300 ms of work held the loop 900
+    # ms) took the rest, as a stretch that waited for a CPU loses that wait.
     holder, ran = _ran_most(before, after)
-    if holder is None or ran < held / 2:
+    held = min(held, ran)
+    if holder is None or held <= limit:
         return
     native = after.threads[holder][0]
     if _reported.get(native, -1.0) > before.at:
         return
     frame = thread_frames().get(holder)
     work = _work_of(frame)
+    samples = Counter({_holder_stack(frame): 1})
+    if work is None:
+        # The holder ran on, out of the request's context, before the loop thread got the
+        # GIL (the watchdog, woken meanwhile, took it first: seen in 1 of 20 TestClient
+        # requests): the call that began last on this loop waited for it, unseen where.
+        cell = _stretches.last_call_on.get(beat.thread)
+        work, samples = None if cell is None else cell[0], Counter()
     if work is None:
         return
     _reported[native] = after.at
-    work[0](work[1], held, Counter({_holder_stack(frame): 1}), None, GIL_HELD_ELSEWHERE)
+    work[0](work[1], held, samples, None, GIL_HELD_ELSEWHERE)
 
 
 def _ran_most(before: _Counts, after: _Counts) -> tuple[int | None, float]:

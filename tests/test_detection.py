@@ -167,6 +167,49 @@ def test_a_worker_thread_holding_the_gil_while_the_request_waits_is_a_stall(
     )
 
 
+def test_a_worker_thread_holding_the_gil_is_a_stall_on_uvloop(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytest.importorskip("uvloop")
+    options = '("asyncio", {"use_uvloop": True})'
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from starlette.testclient import TestClient
+
+        import app
+
+        @pytest.fixture
+        def anyio_backend():
+            return {options}
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("path", ["/sync/json", "/sync/cpu"])
+        async def test_through_asgi_transport(async_client, path):
+            assert (await async_client.get(path)).status_code == 200
+
+        @pytest.mark.parametrize("path", ["/sync/json", "/sync/cpu"])
+        def test_through_test_client(anyio_backend, path):
+            backend, backend_options = (
+                anyio_backend if isinstance(anyio_backend, tuple) else (anyio_backend, {{}})
+            )
+            client = TestClient(app.app, backend=backend, backend_options=backend_options)
+            assert client.get(path).status_code == 200
+        """
+    )
+    result = pytester.runpytest_subprocess("--loopwatch")
+    result.assert_outcomes(passed=2, failed=2)
+    held = ["  GET /sync/json  route /sync/json", "  endpoint app.sync_json (app.py:*)"]
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_through_asgi_transport?/sync/json? _*",
+            *held,
+            "*_ test_through_test_client?/sync/json? _*",
+            *held,
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -533,12 +533,12 @@ def test_a_look_the_gil_delayed_never_takes_the_whole_stretch_at_its_rate(
     stretch = (start, never_called, None)
     look = Look(stretch, counted_from=(clock() - 0.01, cpu_times(0.29, 0.0, thread=native)))
     monkeypatch.setattr(_stretches, "_limit", 0.1)
-    monkeypatch.setattr(_stretches, "read_cpu_times", lambda _: cpu_times(0.291, 0.009, 0, native))
+    now = cpu_times(0.291, 0.009, 0, native)
 
     # Counts read as the stretch began measure all of it: the 9 ms waited are the machine's.
     at_start = (start, cpu_times(0.0, 0.0, 0, native), 0.0)
     monkeypatch.setitem(_stretches.counted_at_start, thread, at_start)
-    assert _time_kept_from_cpu(thread, stretch, look) == pytest.approx(0.009, abs=0.001)
+    assert _time_kept_from_cpu(thread, stretch, look, now) == pytest.approx(0.009, abs=0.001)
     # Counts read too long before it (more than half the threshold) are not used; nor are
     # another thread's that had the same id.
     stale_counts = [(start - 0.06, cpu_times(0, 0, 0, native)), (start, cpu_times(0, 0, 0, 1))]
@@ -546,10 +546,10 @@ def test_a_look_the_gil_delayed_never_takes_the_whole_stretch_at_its_rate(
         monkeypatch.setitem(_stretches.counted_at_start, thread, stale)
         # From the look: the rate measured is put on no longer a part before it than was
         # measured, 10 ms: 18 ms in all, not 270.
-        assert _time_kept_from_cpu(thread, stretch, look) == pytest.approx(0.018, abs=0.002)
+        assert _time_kept_from_cpu(thread, stretch, look, now) == pytest.approx(0.018, abs=0.002)
     # Neither counts nor a look: not known.
     monkeypatch.delitem(_stretches.counted_at_start, thread)
-    assert _time_kept_from_cpu(thread, stretch, None) is None
+    assert _time_kept_from_cpu(thread, stretch, None, now) is None
 
 
 def test_a_stretch_unseen_while_another_thread_held_the_gil_is_located_where_it_ended(
@@ -614,6 +614,7 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
     ) -> None:
         recorded.append((context, duration, family))
 
+    monkeypatch.setattr(_stretches, "last_call_on", {})
     parked, release = threading.Event(), threading.Event()
 
     def park() -> None:
@@ -672,17 +673,27 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
         assert duration == pytest.approx(0.4)
         # The collector's time, the machine's, the loop thread's own running; a loop thread
         # that slept instead of asking for the GIL; a stretch that timed the wait already; a
-        # holder that hardly ran, or works for no request.
+        # holder that ran under the threshold (the machine kept it from a CPU), or works for
+        # no request.
         assert late_beat(collected=0.35) == []
         assert late_beat(loop_waited=0.35) == []
         assert late_beat(loop_ran=0.2) == []
         assert late_beat(asked=2) == []
         assert late_beat(stretch_ended=10.2) == []
-        assert late_beat(holder_ran=0.1) == []
+        assert late_beat(holder_ran=0.05) == []
         assert late_beat(holder=idle) == []
-        # Partly the collector's: the rest is still the app's.
+        # A holder whose context no longer says (it ran on past its call): the call that
+        # began last on the loop, while it is in flight, without a stack.
+        monkeypatch.setitem(_stretches.last_call_on, 1, [(record, "the last call")])
+        [(context, _, family)] = late_beat(holder=idle)
+        assert (context, family) == ("the last call", GIL_HELD_ELSEWHERE)
+        monkeypatch.setitem(_stretches.last_call_on, 1, [None])
+        assert late_beat(holder=idle) == []
+        # Partly the collector's, or the machine's: the rest is still the app's.
         [(_, duration, _)] = late_beat(collected=0.1)
         assert duration == pytest.approx(0.3)
+        [(_, duration, _)] = late_beat(holder_ran=0.2)
+        assert duration == pytest.approx(0.2)
     finally:
         release.set()
         worker.join()
