@@ -45,6 +45,7 @@ from types import BuiltinMethodType, FrameType
 # The module, not its attributes: `collected_anywhere` changes as the collector runs.
 import pytest_loopwatch._stretches as _stretches
 
+from ._calls import call_catcher, imports_by_thread
 from ._clock import clock
 from ._contention import CpuTimes, read_cpu_times
 from ._internal_errors import note
@@ -69,6 +70,8 @@ class _Counts:
     """The process's other threads: id -> (native id, CPU seconds)."""
     collected: float
     """`collected_anywhere` then."""
+    imports: dict[int, int]
+    """`imports_by_thread` then."""
 
 
 @dataclass(slots=True)
@@ -98,6 +101,7 @@ def keep_beating(loop: asyncio.AbstractEventLoop) -> None:
     """Start a beat on `loop`, the running loop, unless one runs there for this watch."""
     if loop in _beating or sys.platform != "linux":
         return
+    call_catcher.install_hook()  # which counts imports, also where calls are not caught
     _beating.add(loop)
     beat = _new_beat()
     if _listening(beat, first=True):
@@ -174,7 +178,7 @@ def _count(loop_thread: int) -> _Counts | None:
             threads[thread.ident] = (native, time.clock_gettime(_cpu_clock(native)))
         except OSError:
             continue  # it ended meanwhile
-    return _Counts(clock(), times, threads, _stretches.collected_anywhere)
+    return _Counts(clock(), times, threads, _stretches.collected_anywhere, imports_by_thread.copy())
 
 
 def _cpu_clock(native_thread: int) -> int:
@@ -208,6 +212,11 @@ def _look_for_a_holder(beat: _Beat, before: _Counts, after: _Counts, late: float
     holder, ran = _ran_most(before, after)
     held = min(held, ran)
     if holder is None or held <= limit:
+        return
+    if after.imports.get(holder) != before.imports.get(holder):
+        # It imported meanwhile (seen in CI: SQLAlchemy's first query in a `def` endpoint
+        # held the loop 625 ms, loading its dialect): one-time loading, let pass as
+        # imports on the loop are.
         return
     native = after.threads[holder][0]
     if _reported.get(native, -1.0) > before.at:

@@ -648,6 +648,7 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
             asked: int = 80,
             collected: float = 0.0,
             stretch_ended: float | None = None,
+            imported: bool = False,
         ) -> list[tuple[object, float, object]]:
             recorded.clear()
             _beat._reported.clear()
@@ -656,13 +657,18 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
                 _stretches.long_stretch_ended[1] = stretch_ended
             assert holder.ident is not None
             before = _beat._Counts(
-                10.0, CpuTimes(1, 0, 0, 0.0, 0), {i: (n, 1.0) for i, n in natives.items()}, 5.0
+                10.0,
+                CpuTimes(1, 0, 0, 0.0, 0),
+                {i: (n, 1.0) for i, n in natives.items()},
+                5.0,
+                {},
             )
             after = _beat._Counts(
                 10.5,
                 CpuTimes(1, round(loop_ran * 1e9), round(loop_waited * 1e9), 0.0, asked),
                 {i: (n, 1.0 + holder_ran * (i == holder.ident)) for i, n in natives.items()},
                 5.0 + collected,
+                {holder.ident: 1} if imported else {},
             )
             beat = _beat._Beat(0, thread=1, native_thread=1, counts=before)
             _beat._look_for_a_holder(beat, before, after, late=0.4)
@@ -673,13 +679,14 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
         assert duration == pytest.approx(0.4)
         # The collector's time, the machine's, the loop thread's own running; a loop thread
         # that slept instead of asking for the GIL; a stretch that timed the wait already; a
-        # holder that ran under the threshold (the machine kept it from a CPU), or works for
-        # no request.
+        # holder that imported meanwhile, that ran under the threshold (the machine kept it
+        # from a CPU), or that works for no request.
         assert late_beat(collected=0.35) == []
         assert late_beat(loop_waited=0.35) == []
         assert late_beat(loop_ran=0.2) == []
         assert late_beat(asked=2) == []
         assert late_beat(stretch_ended=10.2) == []
+        assert late_beat(imported=True) == []
         assert late_beat(holder_ran=0.05) == []
         assert late_beat(holder=idle) == []
         # A holder whose context no longer says (it ran on past its call): the call that

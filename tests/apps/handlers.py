@@ -124,6 +124,11 @@ async def sync_dependency(_: None = Depends(sleep_dependency)) -> str:
     return "ok"
 
 
+@app.get("/sync/fast")
+def sync_fast() -> str:
+    return "ok"
+
+
 @app.get("/sync/json")
 def sync_json() -> int:
     # Off the loop, yet its C call keeps the GIL, which the loop thread waits for.
