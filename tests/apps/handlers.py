@@ -4,8 +4,6 @@ the pytester sessions as `app.py`."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import json
 import os
 import subprocess
@@ -124,15 +122,9 @@ async def sync_dependency(_: None = Depends(sleep_dependency)) -> str:
     return "ok"
 
 
-@app.get("/sync/fast")
-def sync_fast() -> str:
-    return "ok"
-
-
 @app.get("/sync/json")
 def sync_json() -> int:
-    # Off the loop, yet its C call keeps the GIL, which the loop thread waits for.
-    return len(json.loads(DOCUMENT))  # WORKER-JSON
+    return len(json.loads(DOCUMENT))
 
 
 @app.get("/await/sleep")
@@ -151,12 +143,10 @@ async def await_to_thread() -> None:
 
 
 def in_a_new_thread(function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-    """`function(*args)` in a thread started for it, whatever threads the loop has already,
-    in a copy of the request's context, as `asyncio.to_thread` runs it."""
+    """`function(*args)` in a thread started for it, whatever threads the loop has already."""
     executor = ThreadPoolExecutor(max_workers=1)
-    call = functools.partial(contextvars.copy_context().run, function, *args)
     try:
-        return asyncio.get_running_loop().run_in_executor(executor, call)
+        return asyncio.get_running_loop().run_in_executor(executor, function, *args)
     finally:
         executor.shutdown(wait=False)
 
