@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeAlias
 # imported engine; and `timing` is read from the module on every call.
 import pytest_loopwatch._stretches as _stretches
 
+from ._beat import keep_beating
 from ._internal_errors import note
 from ._records import RawStall, Request, SampledStack
 from ._routes import endpoint_in_scope, route_in_scope
@@ -117,6 +118,8 @@ def watched_call(
         if loop is None or loop is not follower.followed_loop:  # trio has no asyncio loop
             try:
                 follower.follow(loop)
+                if loop is not None:
+                    keep_beating(loop)
             except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
                 note(f"following the tasks of a request: {error!r}")
     return timed(

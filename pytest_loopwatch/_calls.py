@@ -142,7 +142,13 @@ _AUDITED: dict[str, tuple[_Describe, str]] = {
 """The audit events of blocking calls: how each call is summed up, and its kind."""
 
 _NEW_SQLITE_CONNECTION = "sqlite3.connect/handle"
-_HEARD = frozenset((*_AUDITED, _NEW_SQLITE_CONNECTION))
+_IMPORT = "import"
+_HEARD = frozenset((*_AUDITED, _NEW_SQLITE_CONNECTION, _IMPORT))
+
+imports_by_thread: dict[int, int] = {}
+"""Thread id -> how many imports it began since the hook listens: a thread that imported
+while it kept the loop off the GIL was loading code (reading and running a module keeps
+the GIL for long stretches), one-time work that is not the app's."""
 
 _CATALOGUE_MODULES = tuple(dict.fromkeys(api.module for api in CATALOGUE if not api.stand_in_only))
 
@@ -255,6 +261,10 @@ class CallCatcher:
         return on_audit_event
 
     def _on_heard_event(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == _IMPORT:
+            thread = get_ident()
+            imports_by_thread[thread] = imports_by_thread.get(thread, 0) + 1
+            return
         if event == _NEW_SQLITE_CONNECTION:
             # Announced from inside Connection.__init__, before the connection can take a
             # trace callback: it gets one at the next event in this thread.

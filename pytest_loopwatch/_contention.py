@@ -6,7 +6,7 @@ or the hypervisor took the virtual CPU away while the loop thread ran (steal tim
 Linux counts both:
 
 - `/proc/self/task/<tid>/schedstat`: nanoseconds a thread ran, and waited while ready
-  to run, since it started;
+  to run, since it started, and how many times it was put on a CPU;
 - `/proc/stat`: ticks the hypervisor stole from the CPUs, since boot.
 
 The loop thread's own wait is all the machine's. Of the time it spent off the CPU by
@@ -37,6 +37,9 @@ class CpuTimes:
     """Nanoseconds the thread has waited for a CPU while ready to run."""
     stolen: float
     """Seconds the hypervisor has stolen from one CPU, on average, since boot."""
+    timeslices: int = 0
+    """How many times the thread was put on a CPU: a thread waiting for the GIL is woken
+    every switch interval to ask for it, one sleeping in a call once."""
 
 
 class _GilHoldingReader:
@@ -104,9 +107,10 @@ def _count_cpus() -> int:
         return 1
 
 
-def read_cpu_times(thread: int) -> CpuTimes | None:
+def read_cpu_times(thread: int, *, steal: bool = True) -> CpuTimes | None:
     """The counts of the thread with native id `thread` as they stand, or None where the
-    OS does not keep them."""
+    OS does not keep them; without `steal`, the CPUs' stolen time is not read (0: it is
+    most of the reading's cost)."""
     proc = _proc_reader()
     if proc is None:
         return None
@@ -115,8 +119,9 @@ def read_cpu_times(thread: int) -> CpuTimes | None:
     if not counts:
         return None  # the thread has ended, or the kernel keeps no schedstat
     try:
-        ran, waited = counts.split()[:2]
-        return CpuTimes(thread, int(ran), int(waited), _stolen_seconds(reader, cpus))
+        ran, waited, timeslices = counts.split()[:3]
+        stolen = _stolen_seconds(reader, cpus) if steal else 0.0
+        return CpuTimes(thread, int(ran), int(waited), stolen, int(timeslices))
     except ValueError:
         return None
 

@@ -1,5 +1,6 @@
 """Turning the engine on and off: the one place that starts and stops timing, the
-watchdog, the following of tasks, the catching of blocking calls and the watched clients.
+watchdog, the following of tasks and the loops' beats, the catching of blocking calls and
+the watched clients.
 
 Nothing of the engine is imported until the first watched test: a pytest run without
 `--loopwatch` loads no asyncio, ssl, sqlite3 or ctypes because of loopwatch.
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ._asgi import Recorder, begin_recording, end_recording
+from ._beat import stop_beating
 from ._calls import call_catcher
 from ._interception import Interception
 from ._internal_errors import take
@@ -72,6 +74,7 @@ def stop(watch: Watched, interception: Interception | None = None) -> None:
         return
     report_stretches_longer_than(None)
     follower.stop_following()
+    stop_beating()
     watchdog.pause()
     call_catcher.pause()
 

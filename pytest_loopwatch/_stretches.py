@@ -120,9 +120,9 @@ class Look:
     started_thread_ran: float | None = None
     """At the first look, if the loop thread was starting a thread: that thread's CPU time."""
 
-    def time_kept_from_cpu(self) -> float:
+    def time_kept_from_cpu(self, now: CpuTimes | None) -> float:
         """Seconds of the whole stretch that the machine, not the app, took, where no
-        counts were read as it began.
+        counts were read as it began; `now`, the loop thread's counts at its end.
 
         The counters are read at the first look and at the end. The part before the first
         look (nearly half the threshold, if the look was on time) is taken to have lost
@@ -130,7 +130,7 @@ class Look:
         stretch that slept then computed loses at most that share of its sleep.
         """
         since, before = self.counted_from or (0.0, None)
-        kept_and_measured = None if before is None else _kept_since(since, before)
+        kept_and_measured = None if before is None else _kept_since(since, before, now)
         if kept_and_measured is None:
             return 0.0
         kept, measured = kept_and_measured
@@ -140,18 +140,22 @@ class Look:
         return kept + unmeasured * min(1.0, kept / measured)
 
 
-def _kept_since(since: float, before: CpuTimes) -> tuple[float, float] | None:
+def _kept_since(since: float, before: CpuTimes, now: CpuTimes | None) -> tuple[float, float] | None:
     """Seconds the machine kept a thread from a CPU since `since`, when its counts were
-    `before`, and the seconds measured; None if its counts cannot be read now."""
-    try:
-        now = read_cpu_times(before.thread)
-    except Exception as error:  # noqa: BLE001 - runs inside the app's call
-        note(f"reading CPU times: {error!r}")
-        return None
+    `before` and are `now`, and the seconds measured; None if they could not be read."""
     if now is None:
         return None
     measured = clock() - since
     return time_kept_from_cpu(before, now, measured), measured
+
+
+def _counts_now() -> CpuTimes | None:
+    """The calling thread's counts, read once at the end of a long stretch for every use."""
+    try:
+        return read_cpu_times(threading.get_native_id())
+    except Exception as error:  # noqa: BLE001 - runs inside the app's call
+        note(f"reading CPU times: {error!r}")
+        return None
 
 
 looks: dict[int, Look] = {}
@@ -199,7 +203,9 @@ def _counted_from_start(thread: int, stretch: Stretch) -> tuple[float, CpuTimes,
     return None
 
 
-def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> float | None:
+def _time_kept_from_cpu(
+    thread: int, stretch: Stretch, look: Look | None, now: CpuTimes | None
+) -> float | None:
     """Seconds of a long stretch that the machine took; None: not known.
 
     Two counts, each of which can only take too much: from counts read as it, or a
@@ -212,11 +218,11 @@ def _time_kept_from_cpu(thread: int, stretch: Stretch, look: Look | None) -> flo
     counts: list[float] = []
     counted = _counted_from_start(thread, stretch)
     if counted is not None:
-        kept_and_measured = _kept_since(counted[0], counted[1])
+        kept_and_measured = _kept_since(counted[0], counted[1], now)
         if kept_and_measured is not None:
             counts.append(kept_and_measured[0])
     if look is not None and look.counted_from is not None:
-        counts.append(look.time_kept_from_cpu())
+        counts.append(look.time_kept_from_cpu(now))
     return min(counts) if counts else None
 
 
@@ -236,7 +242,24 @@ timing = False
 collected_in_stretch: dict[int, tuple[float, float]] = {}
 """Thread id -> (wall, CPU) seconds the garbage collector ran on that thread during its
 running stretch."""
+collected_anywhere = 0.0
+"""Wall seconds the garbage collector ran, on any thread, while timing: a collection in
+a worker thread holds the GIL too, and is no more the app's than one on the loop."""
 _collection_started = (0.0, 0.0)
+_collecting = False
+
+
+def collected_so_far() -> float:
+    """`collected_anywhere`, with the collection under way, if one is, counted up to now.
+
+    A collection that calls back into Python (a weak reference's callback, a `__del__`)
+    lets other threads take the GIL before it ends: seen in the suite, a loop thread got it
+    inside a worker thread's collection of 1.3 s, in `_weakrefset._remove`, and would have
+    taken the whole of it for a hold of the worker's.
+    """
+    if not _collecting:
+        return collected_anywhere
+    return collected_anywhere + clock() - _collection_started[0]
 
 
 def _on_collection(phase: str, info: dict[str, int]) -> None:
@@ -248,18 +271,36 @@ def _on_collection(phase: str, info: dict[str, int]) -> None:
     # on the collecting thread, one collection at a time.
     # Its CPU time too: its wait for a CPU is the machine's, which the loop thread's own
     # counts take off (once) where the watchdog looked.
-    global _collection_started
+    global _collection_started, _collecting, collected_anywhere
+    if phase == "start":
+        _collection_started = (clock(), time.thread_time())
+        _collecting = True
+        return
+    took = clock() - _collection_started[0]
+    collected_anywhere += took
+    _collecting = False
     thread = threading.get_ident()
     if thread not in running_stretches:
         return
-    if phase == "start":
-        _collection_started = (clock(), time.thread_time())
-        return
     wall, cpu = collected_in_stretch.get(thread, (0.0, 0.0))
     collected_in_stretch[thread] = (
-        wall + clock() - _collection_started[0],
+        wall + took,
         cpu + time.thread_time() - _collection_started[1],
     )
+
+
+def stretch_limit() -> float:
+    """Seconds over which a stretch is reported; infinite while nothing is timed."""
+    return _limit
+
+
+long_stretch_ended: dict[int, float] = {}
+"""Thread id -> when a stretch last ended on it that was reported: what it held is that
+stretch's, timed already."""
+
+last_call_on: dict[int, list[Work | None]] = {}
+"""Thread id -> the cell of the watched call that began on it last: the request a loop
+held off the GIL is taken to be when the holder's context no longer says."""
 
 
 def report_stretches_longer_than(seconds: float | None) -> None:
@@ -271,8 +312,12 @@ def report_stretches_longer_than(seconds: float | None) -> None:
             gc.callbacks.append(_on_collection)
     if seconds is None:
         counted_at_start.clear()
+        long_stretch_ended.clear()
+        last_call_on.clear()
         if _on_collection in gc.callbacks:
             gc.callbacks.remove(_on_collection)
+        global _collecting
+        _collecting = False  # one under way now will not call back to say it ended
     timing = seconds is not None
     _limit = float("inf") if seconds is None else seconds
 
@@ -331,21 +376,20 @@ def finish_stretch(thread: int, stretch: Stretch, steps: Any = None) -> None:
     try:
         duration = wall - collector[0]
         if duration > _limit:
+            now = _counts_now()
             duration = app_time(
                 wall,
                 collector,
-                _time_kept_from_cpu(thread, stretch, look),
+                _time_kept_from_cpu(thread, stretch, look, now),
                 look is not None and _only_starting_a_thread(look, end),
             )
-        if duration > _limit:
-            samples = look.samples if look is not None else None
-            held_elsewhere = _held_elsewhere(thread, stretch, look, steps)
-            if held_elsewhere is None:
-                stretch[1](stretch[2], duration, samples)
-            else:
-                stretch[1](
-                    stretch[2], duration, samples or held_elsewhere, None, GIL_HELD_ELSEWHERE
-                )
+            if duration > _limit:
+                long_stretch_ended[thread] = end
+                held_elsewhere = _held_elsewhere(thread, stretch, look, steps, now)
+                if held_elsewhere is None:
+                    stretch[1](stretch[2], duration, look.samples if look is not None else None)
+                else:
+                    stretch[1](stretch[2], duration, held_elsewhere, None, GIL_HELD_ELSEWHERE)
     finally:
         # Only now: whoever waits for the running stretches to end (a test ending while a
         # live server's handler finishes) then finds the stall recorded; and the watchdog,
@@ -363,21 +407,25 @@ _THREADING_FILE = threading.__file__
 
 
 def _held_elsewhere(
-    thread: int, stretch: Stretch, look: Look | None, steps: Any
+    thread: int, stretch: Stretch, look: Look | None, steps: Any, now: CpuTimes | None
 ) -> Counter[SampledStack] | None:
     """If the loop thread waited for the GIL that another thread held, the stretch's
     samples, or where it ended when the watchdog never looked (or no stack: `steps` not
     known); None otherwise."""
     try:
-        if not _waited_for_the_gil_held_elsewhere(thread, stretch, look):
+        if not _waited_for_the_gil_held_elsewhere(thread, stretch, look, now):
             return None
+        if look is not None and look.samples:
+            return look.samples
         return Counter({_where_it_ended(steps): 1} if steps is not None else {})
     except Exception as error:  # noqa: BLE001 - runs inside the app's call
         note(f"telling a wait for the GIL: {error!r}")
         return None
 
 
-def _waited_for_the_gil_held_elsewhere(thread: int, stretch: Stretch, look: Look | None) -> bool:
+def _waited_for_the_gil_held_elsewhere(
+    thread: int, stretch: Stretch, look: Look | None, now: CpuTimes | None
+) -> bool:
     """Whether the loop thread spent the stretch waiting for the GIL that another thread
     held: a new thread that took it at once (`asyncio.to_thread(json.loads, big)`).
 
@@ -393,7 +441,6 @@ def _waited_for_the_gil_held_elsewhere(thread: int, stretch: Stretch, look: Look
     if counted is None:
         return False
     since, before, process_before = counted
-    now = read_cpu_times(before.thread)
     if now is None:
         return False
     span = clock() - since
@@ -491,6 +538,7 @@ def timed(
     outermost = cell[0] is None
     if outermost:
         cell[0] = (on_long_stretch, context)
+        last_call_on[thread] = cell
     if timing:
         counted = counted_at_start.get(thread)
         # A thread not seen before: a TestClient's portal is new for each request outside

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import itertools
 import os
@@ -532,12 +533,12 @@ def test_a_look_the_gil_delayed_never_takes_the_whole_stretch_at_its_rate(
     stretch = (start, never_called, None)
     look = Look(stretch, counted_from=(clock() - 0.01, cpu_times(0.29, 0.0, thread=native)))
     monkeypatch.setattr(_stretches, "_limit", 0.1)
-    monkeypatch.setattr(_stretches, "read_cpu_times", lambda _: cpu_times(0.291, 0.009, 0, native))
+    now = cpu_times(0.291, 0.009, 0, native)
 
     # Counts read as the stretch began measure all of it: the 9 ms waited are the machine's.
     at_start = (start, cpu_times(0.0, 0.0, 0, native), 0.0)
     monkeypatch.setitem(_stretches.counted_at_start, thread, at_start)
-    assert _time_kept_from_cpu(thread, stretch, look) == pytest.approx(0.009, abs=0.001)
+    assert _time_kept_from_cpu(thread, stretch, look, now) == pytest.approx(0.009, abs=0.001)
     # Counts read too long before it (more than half the threshold) are not used; nor are
     # another thread's that had the same id.
     stale_counts = [(start - 0.06, cpu_times(0, 0, 0, native)), (start, cpu_times(0, 0, 0, 1))]
@@ -545,10 +546,10 @@ def test_a_look_the_gil_delayed_never_takes_the_whole_stretch_at_its_rate(
         monkeypatch.setitem(_stretches.counted_at_start, thread, stale)
         # From the look: the rate measured is put on no longer a part before it than was
         # measured, 10 ms: 18 ms in all, not 270.
-        assert _time_kept_from_cpu(thread, stretch, look) == pytest.approx(0.018, abs=0.002)
+        assert _time_kept_from_cpu(thread, stretch, look, now) == pytest.approx(0.018, abs=0.002)
     # Neither counts nor a look: not known.
     monkeypatch.delitem(_stretches.counted_at_start, thread)
-    assert _time_kept_from_cpu(thread, stretch, None) is None
+    assert _time_kept_from_cpu(thread, stretch, None, now) is None
 
 
 def test_a_stretch_unseen_while_another_thread_held_the_gil_is_located_where_it_ended(
@@ -596,3 +597,132 @@ def test_a_stretch_unseen_while_another_thread_held_the_gil_is_located_where_it_
     assert asleep[1:] == (None, None)
     assert computing[1:] == (None, None)
     assert all(duration > 0.25 for duration, _, _ in recorded)
+
+
+def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The loop idled while a request's worker kept the GIL: a beat 0.4 s late, each count
+    # given, each correction taken away in turn.
+    from pytest_loopwatch import _beat, _stretches
+    from pytest_loopwatch._records import GIL_HELD_ELSEWHERE
+
+    recorded: list[tuple[object, float, object]] = []
+
+    def record(
+        context: object, duration: float, _: object, __: object = None, family: object = None, /
+    ) -> None:
+        recorded.append((context, duration, family))
+
+    monkeypatch.setattr(_stretches, "last_call_on", {})
+    parked, release = threading.Event(), threading.Event()
+
+    def park() -> None:
+        parked.set()
+        release.wait()
+
+    def works_for(cell: list[object]) -> None:
+        # As anyio's worker holds it: the context, a local of the frame that runs in it.
+        context = contextvars.copy_context()
+        context.run(_stretches.current_work.set, cell)  # type: ignore[arg-type]
+        context.run(park)
+
+    worker = threading.Thread(target=works_for, args=([(record, "the request")],))
+    idle = threading.Thread(target=works_for, args=([None],))
+    monkeypatch.setattr(_stretches, "_limit", 0.1)
+    monkeypatch.setattr(_beat, "_reported", {})
+    monkeypatch.setattr(_stretches, "long_stretch_ended", {})
+    try:
+        for thread in (worker, idle):
+            parked.clear()
+            thread.start()
+            parked.wait()
+        natives = {t.ident: t.native_id for t in (worker, idle) if t.ident and t.native_id}
+
+        def late_beat(
+            *,
+            holder: threading.Thread = worker,
+            holder_ran: float = 0.4,
+            loop_ran: float = 0.005,
+            loop_waited: float = 0.0,
+            asked: int = 80,
+            collected: float = 0.0,
+            stretch_ended: float | None = None,
+            imported: bool = False,
+        ) -> list[tuple[object, float, object]]:
+            recorded.clear()
+            _beat._reported.clear()
+            _stretches.long_stretch_ended.clear()
+            if stretch_ended is not None:
+                _stretches.long_stretch_ended[1] = stretch_ended
+            assert holder.ident is not None
+            before = _beat._Counts(
+                10.0,
+                CpuTimes(1, 0, 0, 0.0, 0),
+                {i: (n, 1.0) for i, n in natives.items()},
+                5.0,
+                {},
+            )
+            after = _beat._Counts(
+                10.5,
+                CpuTimes(1, round(loop_ran * 1e9), round(loop_waited * 1e9), 0.0, asked),
+                {i: (n, 1.0 + holder_ran * (i == holder.ident)) for i, n in natives.items()},
+                5.0 + collected,
+                {holder.ident: 1} if imported else {},
+            )
+            beat = _beat._Beat(0, thread=1, native_thread=1, counts=before)
+            _beat._look_for_a_holder(beat, before, after, late=0.4)
+            return list(recorded)
+
+        [(context, duration, family)] = late_beat()
+        assert (context, family) == ("the request", GIL_HELD_ELSEWHERE)
+        assert duration == pytest.approx(0.4)
+        # The collector's time, the machine's, the loop thread's own running; a loop thread
+        # that slept instead of asking for the GIL; a stretch that timed the wait already; a
+        # holder that imported meanwhile, that ran under the threshold (the machine kept it
+        # from a CPU), or that works for no request.
+        assert late_beat(collected=0.35) == []
+        assert late_beat(loop_waited=0.35) == []
+        assert late_beat(loop_ran=0.2) == []
+        assert late_beat(asked=2) == []
+        assert late_beat(stretch_ended=10.2) == []
+        assert late_beat(imported=True) == []
+        assert late_beat(holder_ran=0.05) == []
+        assert late_beat(holder=idle) == []
+        # A holder whose context no longer says (it ran on past its call): the call that
+        # began last on the loop, while it is in flight, without a stack.
+        monkeypatch.setitem(_stretches.last_call_on, 1, [(record, "the last call")])
+        [(context, _, family)] = late_beat(holder=idle)
+        assert (context, family) == ("the last call", GIL_HELD_ELSEWHERE)
+        monkeypatch.setitem(_stretches.last_call_on, 1, [None])
+        assert late_beat(holder=idle) == []
+        # Partly the collector's, or the machine's: the rest is still the app's.
+        [(_, duration, _)] = late_beat(collected=0.1)
+        assert duration == pytest.approx(0.3)
+        [(_, duration, _)] = late_beat(holder_ran=0.2)
+        assert duration == pytest.approx(0.2)
+    finally:
+        release.set()
+        worker.join()
+        idle.join()
+
+
+def test_a_collection_under_way_counts_for_the_collector_up_to_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A collection that calls back into Python lets the loop thread take the GIL before it
+    # ends: a beat then must take off what it has run so far, not nothing.
+    from pytest_loopwatch import _stretches
+
+    now = [100.0]
+    monkeypatch.setattr(_stretches, "clock", lambda: now[0])
+    monkeypatch.setattr(_stretches, "collected_anywhere", 2.0)
+    monkeypatch.setattr(_stretches, "_collecting", False)
+    monkeypatch.setattr(_stretches, "running_stretches", {})
+    _stretches._on_collection("start", {})
+    now[0] = 101.25
+    assert _stretches.collected_so_far() == pytest.approx(3.25)
+    now[0] = 101.5
+    _stretches._on_collection("stop", {})
+    now[0] = 105.0
+    assert _stretches.collected_so_far() == pytest.approx(3.5)

@@ -1,0 +1,286 @@
+"""A beat on each watched event loop, for the stall no stretch can time: the loop kept
+off the GIL by a thread working for a request.
+
+A `def` endpoint runs in a worker thread while the loop idles. A C call there that keeps
+the GIL (`json.loads` of a large document, a catastrophic regex, pydantic-core on a huge
+input) freezes the loop as surely as one on it: the loop thread, woken for its next
+event, waits for the GIL until the call returns. No app code runs on the loop meanwhile,
+so no stretch times it.
+
+A callback that reschedules itself every quarter threshold runs late then. Lateness alone
+says nothing of why; the OS's counts of the loop thread over the gap say it:
+
+- it hardly ran: code of its own (the app's, timed as stretches; the test's) held nothing;
+- it was put on a CPU again and again: a thread waiting for the GIL is woken every switch
+  interval (5 ms) to ask for it, while one that sleeps in a call (`time.sleep`, `select`)
+  is woken once (so a hold of under three switch intervals is not told);
+- its waits for a CPU are the machine's, and come off, as does garbage collection on any
+  thread (up to now, for a collection under way).
+
+The holder is the thread of the process that ran most over the gap, and what it ran is
+the hold's length (no more than the loop thread waited); its stack, taken once it has let
+go of the GIL, stands just past its call, and the context it runs in says which request
+it works for. A holder whose context names none (it ran on past its call before the loop
+thread got the GIL; or it works for no request: the test's own thread, a library's) is
+taken for the call that began last on the loop, if that call is in flight, and reported
+without a stack; with none in flight, it is left alone. trio runs none of our
+callbacks; there only stretches are timed (a system task that sleeps, heard by an
+instrument as the loop thread comes back from waiting for I/O, was tried: by then trio's
+worker had mostly run on past its call, out of the request's context).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import threading
+import time
+import weakref
+from collections import Counter
+from contextvars import Context
+from dataclasses import dataclass
+from types import BuiltinMethodType, FrameType
+
+# The module, not its attributes: the watch and the collector change them as they run.
+import pytest_loopwatch._stretches as _stretches
+
+from ._calls import call_catcher, imports_by_thread
+from ._clock import clock
+from ._contention import CpuTimes, read_cpu_times
+from ._internal_errors import note
+from ._records import GIL_HELD_ELSEWHERE, SampledStack
+from ._stacks import is_user_code
+from ._stretches import Work, current_work, sample_stack
+from ._thread_frames import thread_frames
+
+_BEATS_PER_THRESHOLD = 4
+_ASKED_PER_SWITCH_INTERVAL = 0.7
+"""How often, at least, a loop thread kept off the GIL is put on a CPU, per switch
+interval of the hold."""
+
+
+@dataclass(slots=True)
+class _Counts:
+    """The OS's counts at one beat."""
+
+    at: float
+    loop_thread: CpuTimes
+    threads: dict[int, tuple[int, float]]
+    """The process's other threads: id -> (native id, CPU seconds)."""
+    collected: float
+    """`collected_so_far()` then."""
+    imports: dict[int, int]
+    """`imports_by_thread` then."""
+
+
+@dataclass(slots=True)
+class _Beat:
+    """One loop's beat: when it is due, and the counts of the last one."""
+
+    generation: int
+    thread: int
+    native_thread: int
+    counts: _Counts | None
+    due: float = 0.0
+    interval: float = 0.0
+
+
+_beating: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+"""The loops a beat runs on, for the watch now: weak, as TestClient makes a loop a request."""
+
+_generation = 0
+"""Counts the watches stopped: a beat of an earlier one ends at its next run."""
+
+_reported: dict[int, float] = {}
+"""Native id of a holder -> when a hold of it was reported: a test watching two loops (its
+own and a TestClient's) sees one hold late on both, and reports it once."""
+
+
+def keep_beating(loop: asyncio.AbstractEventLoop) -> None:
+    """Start a beat on `loop`, the running loop, unless one runs there for this watch."""
+    if loop in _beating or sys.platform != "linux":
+        return
+    call_catcher.install_hook()  # which counts imports, also where calls are not caught
+    _beating.add(loop)
+    beat = _new_beat()
+    if _listening(beat, first=True):
+        _schedule(loop, beat)
+
+
+def stop_beating() -> None:
+    """End every beat at its next run."""
+    global _generation
+    _generation += 1
+    _beating.clear()
+    _reported.clear()
+
+
+def _new_beat() -> _Beat:
+    native_thread = threading.get_native_id()
+    return _Beat(_generation, threading.get_ident(), native_thread, _count(native_thread))
+
+
+def _schedule(loop: asyncio.AbstractEventLoop, beat: _Beat) -> None:
+    # The class's `call_at`: the follower's, on the loop, would take the beat for the work
+    # of a request whose stretch scheduled it (`call_later` calls `call_at`).
+    type(loop).call_at(loop, loop.time() + beat.interval, _on_beat, beat)
+
+
+def _on_beat(beat: _Beat) -> None:
+    if _listening(beat):
+        _schedule(asyncio.get_running_loop(), beat)
+
+
+def _listening(beat: _Beat, *, first: bool = False) -> bool:
+    """Whether the beat goes on; unless `first`, tell what kept it late. When it goes on,
+    when it is due next."""
+    if beat.generation != _generation:
+        return False
+    try:
+        if not first:
+            late = clock() - beat.due
+            if late < -beat.interval / 2:
+                # Early by the real clock: the loop keeps a time of its own (looptime's
+                # fast-forwarding), which a beat would only hurry along.
+                return False
+            _tell(beat, late)
+        # No more often than a waiting thread asks for the GIL: a shorter gap tells nothing.
+        beat.interval = max(
+            _stretches.stretch_limit() / _BEATS_PER_THRESHOLD, sys.getswitchinterval()
+        )
+        beat.due = clock() + beat.interval
+        return True
+    except Exception as error:  # noqa: BLE001 - runs on the loop, among the app's callbacks
+        note(f"beating on the loop: {error!r}")
+        return False
+
+
+def _tell(beat: _Beat, late: float) -> None:
+    """Count again; if the loop came back `late`, look for the thread that kept it."""
+    counts = _count(beat.native_thread)
+    if counts is not None and beat.counts is not None and late > _stretches.stretch_limit():
+        _look_for_a_holder(beat, beat.counts, counts, late)
+    beat.counts = counts
+
+
+def _count(loop_thread: int) -> _Counts | None:
+    """The counts now; None where the OS keeps none."""
+    times = read_cpu_times(loop_thread, steal=False)  # a GIL holder's steal is still a hold
+    if times is None:
+        return None
+    threads: dict[int, tuple[int, float]] = {}
+    for thread in threading.enumerate():
+        native = thread.native_id
+        if native is None or native == loop_thread or thread.ident is None:
+            continue
+        try:
+            threads[thread.ident] = (native, time.clock_gettime(_cpu_clock(native)))
+        except OSError:
+            continue  # it ended meanwhile
+    return _Counts(clock(), times, threads, _stretches.collected_so_far(), imports_by_thread.copy())
+
+
+def _cpu_clock(native_thread: int) -> int:
+    """The CPU clock of a thread of this process, as Linux numbers it from the thread's id.
+
+    Not `time.pthread_getcpuclockid`: it reads the thread's descriptor, which a thread
+    that ended since `threading.enumerate` may have freed; for an id that ended, this
+    clock fails with an error instead.
+    """
+    return (~native_thread << 3) | 6  # CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED
+
+
+def _look_for_a_holder(beat: _Beat, before: _Counts, after: _Counts, late: float) -> None:
+    """Report the request whose thread kept the loop off the GIL while this beat was late."""
+    limit = _stretches.stretch_limit()
+    was, now = before.loop_thread, after.loop_thread
+    held = late - (after.collected - before.collected) - (now.waited - was.waited) / 1e9
+    if held <= limit or (now.ran - was.ran) / 1e9 > held / 4:
+        return
+    # Measured, every core busy: 1.03-1.17 times on a CPU per switch interval of the hold
+    # while a worker kept the GIL; at most 0.41 for a loop thread that slept in the test's
+    # code while a worker computed (woken on its way in and out, not through it).
+    asked_for_the_gil = now.timeslices - was.timeslices
+    if asked_for_the_gil < max(3.0, _ASKED_PER_SWITCH_INTERVAL * held / sys.getswitchinterval()):
+        return
+    if _stretches.long_stretch_ended.get(beat.thread, -1.0) > before.at:
+        return  # the loop thread waited inside a stretch of app code: reported with it
+    # Of the hold, what the holder ran: a machine that kept it from a CPU while it held
+    # the GIL (twice as many busy processes as cores: 300 ms of work held the loop 900
+    # ms) took the rest, as a stretch that waited for a CPU loses that wait.
+    holder, ran = _ran_most(before, after)
+    held = min(held, ran)
+    if holder is None or held <= limit:
+        return
+    if after.imports.get(holder) != before.imports.get(holder):
+        # It imported meanwhile: one-time loading, let pass as imports on the loop are.
+        return
+    native = after.threads[holder][0]
+    if _reported.get(native, -1.0) > before.at:
+        return
+    frame = thread_frames().get(holder)
+    work = _work_of(frame)
+    samples = Counter({_holder_stack(frame): 1})
+    if work is None:
+        # The holder ran on, out of the request's context, before the loop thread got the
+        # GIL (the watchdog, woken meanwhile, took it first: seen in 1 of 20 TestClient
+        # requests): the call that began last on this loop waited for it, unseen where.
+        cell = _stretches.last_call_on.get(beat.thread)
+        work, samples = None if cell is None else cell[0], Counter()
+    if work is None:
+        return
+    _reported[native] = after.at
+    work[0](work[1], held, samples, None, GIL_HELD_ELSEWHERE)
+
+
+def _ran_most(before: _Counts, after: _Counts) -> tuple[int | None, float]:
+    """The thread that ran most between two beats, and its seconds of CPU."""
+    holder, most = None, 0.0
+    for thread, (native, cpu) in after.threads.items():
+        earlier = before.threads.get(thread)
+        ran = cpu - earlier[1] if earlier is not None and earlier[0] == native else cpu
+        if ran > most:
+            holder, most = thread, ran
+    return holder, most
+
+
+def _work_of(frame: FrameType | None) -> Work | None:
+    """The request a thread works for: the one in the context it runs in, found in its
+    frames from the innermost out (anyio's worker holds it as a local, asyncio's executor
+    in the call it was handed)."""
+    while frame is not None:
+        for value in frame.f_locals.values():
+            context = _context_in(value)
+            cell = None if context is None else context.get(current_work)
+            if cell is not None and cell[0] is not None:
+                return cell[0]
+        frame = frame.f_back
+    return None
+
+
+def _context_in(value: object) -> Context | None:
+    """A context that `value` is, or runs a call in (`partial(context.run, ...)`, as
+    `asyncio.to_thread` hands to an executor's work item). Types are compared, not
+    `isinstance`d: that reads `__class__`, which a proxy among the thread's locals may
+    answer by running code."""
+    if type(value) is Context:
+        return value
+    work_items = sys.modules.get("concurrent.futures.thread")
+    if work_items is not None and type(value) is work_items._WorkItem:
+        value = vars(value).get("fn")
+    if type(value) is functools.partial and type(value.func) is BuiltinMethodType:
+        owner = value.func.__self__
+        if type(owner) is Context:
+            return owner
+    return None
+
+
+def _holder_stack(frame: FrameType | None) -> SampledStack:
+    """The holder's stack from its outermost app frame in (the thread's machinery above
+    it says nothing); all of it when no app frame is in it."""
+    stack = sample_stack(frame)
+    for index, sampled in enumerate(stack):
+        if is_user_code(sampled[0]):
+            return stack[index:]
+    return stack
