@@ -305,7 +305,7 @@ held off the GIL is taken to be when the holder's context no longer says."""
 
 def report_stretches_longer_than(seconds: float | None) -> None:
     """Hand stretches longer than `seconds` to their handlers; None: time nothing."""
-    global _limit, timing
+    global _limit, timing, _collecting
     if seconds is not None:
         prepare_to_read_cpu_times()
         if _on_collection not in gc.callbacks:
@@ -316,7 +316,6 @@ def report_stretches_longer_than(seconds: float | None) -> None:
         last_call_on.clear()
         if _on_collection in gc.callbacks:
             gc.callbacks.remove(_on_collection)
-        global _collecting
         _collecting = False  # one under way now will not call back to say it ended
     timing = seconds is not None
     _limit = float("inf") if seconds is None else seconds
