@@ -1,7 +1,8 @@
 """Accuracy: reported against true stall durations, which thresholds catch which stalls, how
 soon after a stall starts the watchdog takes its first stack sample, and how often a C call
 that holds the GIL (json.loads of a large document) gets its blocking line: on the loop,
-alone and while other threads compute, and in a thread while the loop waits for it.
+alone and while other threads compute, and in a thread while the loop waits for it (on
+asyncio and on trio).
 
 An ASGI app blocks for a set time, by sleeping or by computing, and measures itself how
 long it blocked: that is the true duration. loopwatch watches it as `--loopwatch` does.
@@ -77,9 +78,9 @@ def first_samples() -> Iterator[list[float]]:
         watchdog_module.sample_stack = original
 
 
-def watched_request(app: Any, threshold: float) -> tuple[Stall, ...]:
+def watched_request(app: Any, threshold: float, on_trio: bool = False) -> tuple[Stall, ...]:
     """One request to `app`, watched as `--loopwatch-threshold-only` watches a test (timing
-    alone: a sleep is also a blocking call); the stalls it made."""
+    alone: a sleep is also a blocking call), on asyncio or trio; the stalls it made."""
     watch = Watch(threshold, strict=False)
 
     async def request() -> None:
@@ -89,7 +90,12 @@ def watched_request(app: Any, threshold: float) -> tuple[Stall, ...]:
 
     start(watch)
     try:
-        asyncio.run(request())
+        if on_trio:
+            import trio
+
+            trio.run(request)
+        else:
+            asyncio.run(request())
     finally:
         stop(watch)
     return watch.stalls
@@ -183,26 +189,38 @@ async def parse_in_a_running_thread(scope: Any, receive: Any, send: Any) -> None
     await send({"type": "http.response.body", "body": b""})
 
 
+async def parse_in_a_running_thread_on_trio(scope: Any, receive: Any, send: Any) -> None:
+    """The same on trio, through anyio as Starlette's `def` endpoints."""
+    import anyio.to_thread
+
+    await anyio.to_thread.run_sync(int)
+    await anyio.to_thread.run_sync(parse_document)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
 DOCUMENT = [""]
 """The document `gil_located` parses, made once."""
 
 
 def gil_located(repeats: int) -> list[tuple[str, int, int, int]]:
-    """Per case (on the loop beside 0, 1, 3 computing threads; in a new thread):
-    (case, stalls, reported, located)."""
+    """Per case (on the loop beside 0, 1, 3 computing threads; in a new thread; in a
+    running thread, on asyncio and trio): (case, stalls, reported, located)."""
     DOCUMENT[0] = document_taking(0.3)
-    cases: list[tuple[str, Any, int]] = [
+    cases: list[tuple[str, Any, int, bool]] = [
         (
             "on the loop, alone" if not threads else f"beside {threads} computing thread(s)",
             BlockingApp(lambda _: json.loads(DOCUMENT[0]), 0.3),
             threads,
+            False,
         )
         for threads in (0, 1, 3)
     ]
-    cases.append(("in a new thread (to_thread)", parse_in_a_new_thread, 0))
-    cases.append(("in a running thread (to_thread)", parse_in_a_running_thread, 0))
+    cases.append(("in a new thread (to_thread)", parse_in_a_new_thread, 0, False))
+    cases.append(("in a running thread (to_thread)", parse_in_a_running_thread, 0, False))
+    cases.append(("the same on trio", parse_in_a_running_thread_on_trio, 0, True))
     rows = []
-    for case, app, threads in cases:
+    for case, app, threads, on_trio in cases:
         reported = located = 0
         stopped = threading.Event()
         computing = [
@@ -212,7 +230,7 @@ def gil_located(repeats: int) -> list[tuple[str, int, int, int]]:
             thread.start()
         try:
             for _ in range(repeats):
-                stalls = watched_request(app, 0.1)
+                stalls = watched_request(app, 0.1, on_trio)
                 reported += bool(stalls)
                 # At a line of this file: the call, or the await that handed it on.
                 located += bool(stalls) and _located_here(stalls[0])

@@ -118,8 +118,7 @@ def watched_call(
         if loop is None or loop is not follower.followed_loop:  # trio has no asyncio loop
             try:
                 follower.follow(loop)
-                if loop is not None:
-                    keep_beating(loop)
+                keep_beating(loop)
             except Exception as error:  # noqa: BLE001 - never raise into the app; time it anyway
                 note(f"following the tasks of a request: {error!r}")
     return timed(

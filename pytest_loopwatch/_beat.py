@@ -23,10 +23,14 @@ go of the GIL, stands just past its call, and the context it runs in says which 
 it works for. A holder whose context names none (it ran on past its call before the loop
 thread got the GIL; or it works for no request: the test's own thread, a library's) is
 taken for the call that began last on the loop, if that call is in flight, and reported
-without a stack; with none in flight, it is left alone. trio runs none of our
-callbacks; there only stretches are timed (a system task that sleeps, heard by an
-instrument as the loop thread comes back from waiting for I/O, was tried: by then trio's
-worker had mostly run on past its call, out of the request's context).
+without a stack; with none in flight, it is left alone.
+
+trio runs no plain callbacks: there the beat is a system task that sleeps. A task waiting
+for every other to be blocked (`trio.testing.wait_all_tasks_blocked` with a cushion) would
+wait for good behind its deadlines; the beat stops for it until the next watched call. A
+trio run as a guest of another loop (anyio's pytest plugin runs trio tests so) waits for
+I/O in a worker of trio's thread cache, while the loop thread sleeps on its host's queue:
+that worker is the one that asks for the GIL, and its asks count as the loop thread's.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import weakref
 from collections import Counter
 from contextvars import Context
 from dataclasses import dataclass
-from types import BuiltinMethodType, FrameType
+from types import BuiltinMethodType, FrameType, ModuleType
 
 # The module, not its attributes: the watch and the collector change them as they run.
 import pytest_loopwatch._stretches as _stretches
@@ -58,6 +62,9 @@ _BEATS_PER_THRESHOLD = 4
 _ASKED_PER_SWITCH_INTERVAL = 0.7
 """How often, at least, a loop thread kept off the GIL is put on a CPU, per switch
 interval of the hold."""
+_TRIO_IDLE_WORKER = "Trio thread "
+"""How trio's thread cache names a worker between jobs, and while it waits for I/O for a
+guest run (trio 0.26-0.35)."""
 
 
 @dataclass(slots=True)
@@ -72,6 +79,8 @@ class _Counts:
     """`collected_so_far()` then."""
     imports: dict[int, int]
     """`imports_by_thread` then."""
+    helpers: dict[int, int]
+    """Threads that wait for I/O for a trio guest run: native id -> times on a CPU."""
 
 
 @dataclass(slots=True)
@@ -84,10 +93,15 @@ class _Beat:
     counts: _Counts | None
     due: float = 0.0
     interval: float = 0.0
+    on_trio: bool = False
 
 
-_beating: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-"""The loops a beat runs on, for the watch now: weak, as TestClient makes a loop a request."""
+_beating: weakref.WeakSet[object] = weakref.WeakSet()
+"""The loops (asyncio's; the root task of trio's) a beat runs on, for the watch now: weak,
+as TestClient makes a loop a request."""
+
+_stopped_on_trio: weakref.WeakKeyDictionary[object, object] = weakref.WeakKeyDictionary()
+"""trio run (its root task) -> its beat's task, stopped while a task waits for idle."""
 
 _generation = 0
 """Counts the watches stopped: a beat of an earlier one ends at its next run."""
@@ -97,9 +111,15 @@ _reported: dict[int, float] = {}
 own and a TestClient's) sees one hold late on both, and reports it once."""
 
 
-def keep_beating(loop: asyncio.AbstractEventLoop) -> None:
-    """Start a beat on `loop`, the running loop, unless one runs there for this watch."""
-    if loop in _beating or sys.platform != "linux":
+def keep_beating(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Start a beat on `loop`, the running asyncio loop (None: the trio run the caller is
+    in, if any), unless one runs there for this watch."""
+    if sys.platform != "linux":
+        return
+    if loop is None:
+        _keep_beating_on_trio()
+        return
+    if loop in _beating:
         return
     call_catcher.install_hook()  # which counts imports, also where calls are not caught
     _beating.add(loop)
@@ -108,17 +128,69 @@ def keep_beating(loop: asyncio.AbstractEventLoop) -> None:
         _schedule(loop, beat)
 
 
+def _keep_beating_on_trio() -> None:
+    """Called for each watched call on trio: starts the run's beat, or wakes it."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return
+    try:
+        run = trio.lowlevel.current_root_task()
+    except RuntimeError:  # not inside trio.run either
+        return
+    if run is None:
+        return
+    stopped = _stopped_on_trio.pop(run, None)
+    if stopped is not None:
+        trio.lowlevel.reschedule(stopped)
+        return
+    if run in _beating:
+        return
+    call_catcher.install_hook()
+    _beating.add(run)
+    beat = _new_beat(on_trio=True)
+    if _listening(beat, first=True):
+        trio.lowlevel.spawn_system_task(
+            _beat_on_trio, trio, run, beat, name="pytest_loopwatch beat"
+        )
+
+
+async def _beat_on_trio(trio: ModuleType, run: object, beat: _Beat) -> None:
+    while True:
+        if _waited_for_idle(trio):
+            _stopped_on_trio[run] = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+            # Back for a watched call: the gap was the test's waiting, not a hold.
+            beat.counts = _count(beat)
+            beat.due = clock() + beat.interval
+        await trio.sleep(beat.interval)
+        if not _listening(beat):
+            return
+
+
+def _waited_for_idle(trio: ModuleType) -> bool:
+    """Whether a task of this run waits for all the others to be blocked: trio wakes it
+    only when no deadline comes sooner than its cushion. Read from trio's runner, as no
+    public call tells; False where it is not found."""
+    runner = getattr(getattr(trio, "_core", None), "_run", None)
+    runner = getattr(getattr(runner, "GLOBAL_RUN_CONTEXT", None), "runner", None)
+    return bool(getattr(runner, "waiting_for_idle", None))
+
+
 def stop_beating() -> None:
     """End every beat at its next run."""
     global _generation
     _generation += 1
     _beating.clear()
     _reported.clear()
+    # A stopped beat is let go: it stays parked, holding no deadline, until its run ends.
+    _stopped_on_trio.clear()
 
 
-def _new_beat() -> _Beat:
-    native_thread = threading.get_native_id()
-    return _Beat(_generation, threading.get_ident(), native_thread, _count(native_thread))
+def _new_beat(*, on_trio: bool = False) -> _Beat:
+    beat = _Beat(_generation, threading.get_ident(), threading.get_native_id(), None)
+    beat.on_trio = on_trio
+    beat.counts = _count(beat)
+    return beat
 
 
 def _schedule(loop: asyncio.AbstractEventLoop, beat: _Beat) -> None:
@@ -158,18 +230,20 @@ def _listening(beat: _Beat, *, first: bool = False) -> bool:
 
 def _tell(beat: _Beat, late: float) -> None:
     """Count again; if the loop came back `late`, look for the thread that kept it."""
-    counts = _count(beat.native_thread)
+    counts = _count(beat)
     if counts is not None and beat.counts is not None and late > _stretches.stretch_limit():
         _look_for_a_holder(beat, beat.counts, counts, late)
     beat.counts = counts
 
 
-def _count(loop_thread: int) -> _Counts | None:
+def _count(beat: _Beat) -> _Counts | None:
     """The counts now; None where the OS keeps none."""
+    loop_thread = beat.native_thread
     times = read_cpu_times(loop_thread, steal=False)  # a GIL holder's steal is still a hold
     if times is None:
         return None
     threads: dict[int, tuple[int, float]] = {}
+    helpers: dict[int, int] = {}
     for thread in threading.enumerate():
         native = thread.native_id
         if native is None or native == loop_thread or thread.ident is None:
@@ -178,7 +252,15 @@ def _count(loop_thread: int) -> _Counts | None:
             threads[thread.ident] = (native, time.clock_gettime(_cpu_clock(native)))
         except OSError:
             continue  # it ended meanwhile
-    return _Counts(clock(), times, threads, _stretches.collected_so_far(), imports_by_thread.copy())
+        # trio names an idle worker of its cache so, and runs a guest's waits for I/O under
+        # that name (a request's work runs under a name of its own).
+        if beat.on_trio and thread.name.startswith(_TRIO_IDLE_WORKER):
+            helper = read_cpu_times(native, steal=False)
+            if helper is not None:
+                helpers[native] = helper.timeslices
+    return _Counts(
+        clock(), times, threads, _stretches.collected_so_far(), imports_by_thread.copy(), helpers
+    )
 
 
 def _cpu_clock(native_thread: int) -> int:
@@ -198,10 +280,14 @@ def _look_for_a_holder(beat: _Beat, before: _Counts, after: _Counts, late: float
     held = late - (after.collected - before.collected) - (now.waited - was.waited) / 1e9
     if held <= limit or (now.ran - was.ran) / 1e9 > held / 4:
         return
+    holder, ran = _ran_most(before, after)
+    if holder is None:
+        return
     # Measured, every core busy: 1.03-1.17 times on a CPU per switch interval of the hold
     # while a worker kept the GIL; at most 0.41 for a loop thread that slept in the test's
     # code while a worker computed (woken on its way in and out, not through it).
     asked_for_the_gil = now.timeslices - was.timeslices
+    asked_for_the_gil += _asked_by_helpers(before, after, after.threads[holder][0])
     if asked_for_the_gil < max(3.0, _ASKED_PER_SWITCH_INTERVAL * held / sys.getswitchinterval()):
         return
     if _stretches.long_stretch_ended.get(beat.thread, -1.0) > before.at:
@@ -209,9 +295,8 @@ def _look_for_a_holder(beat: _Beat, before: _Counts, after: _Counts, late: float
     # Of the hold, what the holder ran: a machine that kept it from a CPU while it held
     # the GIL (twice as many busy processes as cores: 300 ms of work held the loop 900
     # ms) took the rest, as a stretch that waited for a CPU loses that wait.
-    holder, ran = _ran_most(before, after)
     held = min(held, ran)
-    if holder is None or held <= limit:
+    if held <= limit:
         return
     if after.imports.get(holder) != before.imports.get(holder):
         # It imported meanwhile: one-time loading, let pass as imports on the loop are.
@@ -232,6 +317,16 @@ def _look_for_a_holder(beat: _Beat, before: _Counts, after: _Counts, late: float
         return
     _reported[native] = after.at
     work[0](work[1], held, samples, None, GIL_HELD_ELSEWHERE)
+
+
+def _asked_by_helpers(before: _Counts, after: _Counts, holder: int) -> int:
+    """How often the threads that wait for I/O for the loop, the holder aside, were put on
+    a CPU between two beats."""
+    return sum(
+        timeslices - before.helpers[native]
+        for native, timeslices in after.helpers.items()
+        if native != holder and native in before.helpers
+    )
 
 
 def _ran_most(before: _Counts, after: _Counts) -> tuple[int | None, float]:

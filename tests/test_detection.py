@@ -241,6 +241,82 @@ def test_a_worker_thread_holding_the_gil_is_a_stall_on_uvloop(
     )
 
 
+def test_a_worker_thread_holding_the_gil_is_a_stall_on_trio(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
+    pytest.importorskip("trio")
+    pytester.makepyfile(
+        """
+        import time
+
+        import pytest
+        import trio
+        import trio.testing
+        from starlette.testclient import TestClient
+
+        import app
+
+        @pytest.fixture
+        def anyio_backend():
+            return "trio"
+
+        # Until one stall, up to 3 requests, as on asyncio.
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("path", ["/sync/json", "/sync/cpu"])
+        async def test_through_asgi_transport(async_client, loopwatch, path):
+            assert (await async_client.get("/sync/fast")).status_code == 200
+            for _ in range(3):
+                assert (await async_client.get(path)).status_code == 200
+                if loopwatch.stalls:
+                    break
+
+        @pytest.mark.parametrize("path", ["/sync/json", "/sync/cpu"])
+        def test_through_test_client(loopwatch, path):
+            with TestClient(app.app, backend="trio") as client:
+                assert client.get("/sync/fast").status_code == 200
+                for _ in range(3):
+                    assert client.get(path).status_code == 200
+                    if loopwatch.stalls:
+                        break
+
+        # The beat's deadlines would keep a task waiting for all others to be blocked
+        # with a cushion from ever waking: the beat stops for it, then hears a hold again.
+        @pytest.mark.anyio
+        async def test_waiting_for_idle_then_a_hold(async_client, loopwatch):
+            assert (await async_client.get("/sync/fast")).status_code == 200
+            with trio.fail_after(5):
+                await trio.testing.wait_all_tasks_blocked(0.1)
+            for _ in range(3):
+                assert (await async_client.get("/sync/json")).status_code == 200
+                if loopwatch.stalls:
+                    break
+
+        # anyio runs these tests with trio as a guest, waiting for I/O in a thread of its
+        # own: the test sleeping while a worker computes is late, but not for the GIL.
+        @pytest.mark.anyio
+        async def test_the_test_sleeping_on_the_loop_while_a_worker_computes(async_client):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(async_client.get, "/sync/cpu")
+                await trio.sleep(0.05)
+                time.sleep(0.2)  # shorter than the worker's 0.3 s: it still computes after
+        """
+    )
+    result = pytester.runpytest_subprocess("--loopwatch")
+    result.assert_outcomes(passed=3, failed=3)
+    held = ["  GET /sync/json  route /sync/json", "  endpoint app.sync_json (app.py:*)"]
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_through_asgi_transport?/sync/json? _*",
+            *held,
+            "*_ test_through_test_client?/sync/json? _*",
+            *held,
+            "*_ test_waiting_for_idle_then_a_hold _*",
+            *held,
+        ]
+    )
+    result.stdout.no_fnmatch_line("*TooSlowError*")
+
+
 @pytest.mark.parametrize(
     "path",
     [

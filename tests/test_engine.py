@@ -649,6 +649,7 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
             collected: float = 0.0,
             stretch_ended: float | None = None,
             imported: bool = False,
+            helper_asked: int = 0,
         ) -> list[tuple[object, float, object]]:
             recorded.clear()
             _beat._reported.clear()
@@ -656,12 +657,16 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
             if stretch_ended is not None:
                 _stretches.long_stretch_ended[1] = stretch_ended
             assert holder.ident is not None
+            # trio's idle workers, one waiting for I/O for a guest run; the holder among
+            # them once it is back in the cache, its own times on a CPU not asks.
+            helpers_before = {77: 0, natives[holder.ident]: 0}
             before = _beat._Counts(
                 10.0,
                 CpuTimes(1, 0, 0, 0.0, 0),
                 {i: (n, 1.0) for i, n in natives.items()},
                 5.0,
                 {},
+                helpers_before,
             )
             after = _beat._Counts(
                 10.5,
@@ -669,6 +674,7 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
                 {i: (n, 1.0 + holder_ran * (i == holder.ident)) for i, n in natives.items()},
                 5.0 + collected,
                 {holder.ident: 1} if imported else {},
+                {77: helper_asked, natives[holder.ident]: 500},
             )
             beat = _beat._Beat(0, thread=1, native_thread=1, counts=before)
             _beat._look_for_a_holder(beat, before, after, late=0.4)
@@ -685,6 +691,8 @@ def test_a_late_beat_is_the_holders_request_once_no_correction_explains_it(
         assert late_beat(loop_waited=0.35) == []
         assert late_beat(loop_ran=0.2) == []
         assert late_beat(asked=2) == []
+        # A trio guest run: its thread waiting for I/O asked for the GIL instead.
+        assert len(late_beat(asked=2, helper_asked=80)) == 1
         assert late_beat(stretch_ended=10.2) == []
         assert late_beat(imported=True) == []
         assert late_beat(holder_ran=0.05) == []
