@@ -57,6 +57,7 @@ from ._records import GIL_HELD_ELSEWHERE, SampledStack
 from ._stacks import is_user_code
 from ._stretches import Work, current_work, sample_stack
 from ._thread_frames import thread_frames
+from ._trio_run import current_trio_run
 
 _BEATS_PER_THRESHOLD = 4
 _ASKED_PER_SWITCH_INTERVAL = 0.7
@@ -130,15 +131,10 @@ def keep_beating(loop: asyncio.AbstractEventLoop | None) -> None:
 
 def _keep_beating_on_trio() -> None:
     """Called for each watched call on trio: starts the run's beat, or wakes it."""
-    trio = sys.modules.get("trio")
-    if trio is None:
+    found = current_trio_run()
+    if found is None:
         return
-    try:
-        run = trio.lowlevel.current_root_task()
-    except RuntimeError:  # not inside trio.run either
-        return
-    if run is None:
-        return
+    trio, run = found
     stopped = _stopped_on_trio.pop(run, None)
     if stopped is not None:
         trio.lowlevel.reschedule(stopped)

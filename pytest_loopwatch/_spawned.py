@@ -26,7 +26,6 @@ removed when watching ends; so is a trio instrument.
 from __future__ import annotations
 
 import asyncio
-import sys
 import weakref
 from collections.abc import Callable, Coroutine
 from threading import get_ident
@@ -44,6 +43,7 @@ from ._stretches import (
     timed_callback,
     work_of_this_context,
 )
+from ._trio_run import current_trio_run
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
@@ -272,13 +272,10 @@ class SpawnFollower:
                 if shadowing is not None:
                     shadowing.spawn_hook = self.spawn_hook
             return
-        trio = sys.modules.get("trio")
-        if trio is None:
+        found = current_trio_run()
+        if found is None:  # not inside trio.run either
             return
-        try:
-            run = trio.lowlevel.current_root_task()
-        except RuntimeError:  # not inside trio.run either
-            return
+        trio, run = found
         if run not in self._trio_runs:
             instrument = _FollowingInstrument()
             trio.lowlevel.add_instrument(instrument)
