@@ -155,9 +155,11 @@ async def _beat_on_trio(trio: ModuleType, run: object, beat: _Beat) -> None:
         if _waited_for_idle(trio):
             _stopped_on_trio[run] = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
-            # Back for a watched call: the gap was the test's waiting, not a hold.
+            # Back for a watched call: the gap was the test's waiting, not a hold; the beat
+            # starts afresh, as it first did.
             beat.counts = _count(beat)
-            beat.due = clock() + beat.interval
+            if not _listening(beat, first=True):
+                return
         await trio.sleep(beat.interval)
         if not _listening(beat):
             return
@@ -183,8 +185,9 @@ def stop_beating() -> None:
 
 
 def _new_beat(*, on_trio: bool = False) -> _Beat:
-    beat = _Beat(_generation, threading.get_ident(), threading.get_native_id(), None)
-    beat.on_trio = on_trio
+    beat = _Beat(
+        _generation, threading.get_ident(), threading.get_native_id(), None, on_trio=on_trio
+    )
     beat.counts = _count(beat)
     return beat
 
