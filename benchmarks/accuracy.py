@@ -26,7 +26,10 @@ import httpx
 
 import pytest_loopwatch._watchdog as watchdog_module
 from pytest_loopwatch import Stall, Watch, wrap
-from pytest_loopwatch._engine import shutdown, start, stop
+from pytest_loopwatch._engine import Engine
+
+engine = Engine(intercept=False)
+"""Watches the apps wrapped with `wrap`; the clients are not intercepted."""
 
 STALLS_MS = (2, 5, 10, 20, 50, 100, 300, 1000)
 THRESHOLDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
@@ -88,7 +91,7 @@ def watched_request(app: Any, threshold: float, on_trio: bool = False) -> tuple[
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await client.get("/")
 
-    start(watch)
+    engine.begin(watch)
     try:
         if on_trio:
             import trio
@@ -97,7 +100,7 @@ def watched_request(app: Any, threshold: float, on_trio: bool = False) -> tuple[
         else:
             asyncio.run(request())
     finally:
-        stop(watch)
+        engine.end(watch)
     return watch.stalls
 
 
@@ -303,7 +306,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.gil_only:
         print_gil_located(max(args.repeats, 10))
-        shutdown()
+        engine.shutdown()
         return
 
     errors = accuracy(args.repeats)
@@ -333,7 +336,7 @@ def main() -> None:
     if args.plot:
         plot(args.plot, errors, delays)
         print(f"\nplot: {args.plot}")
-    shutdown()
+    engine.shutdown()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,10 @@ import httpx
 from fastapi import FastAPI
 
 from pytest_loopwatch import Watch, wrap
-from pytest_loopwatch._engine import shutdown, start, stop
+from pytest_loopwatch._engine import Engine
+
+engine = Engine(intercept=False)
+"""Watches the apps wrapped with `wrap`; the clients are not intercepted."""
 
 THRESHOLD = 0.1
 
@@ -47,13 +50,13 @@ async def measure(app: FastAPI, runs: int) -> list[tuple[float, float]]:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         for _ in range(runs):
             watch = Watch(threshold=THRESHOLD, strict=False)
-            start(watch)
+            engine.begin(watch)
             try:
                 started = time.perf_counter()
                 await http.get("/cpu")
                 wall = time.perf_counter() - started
             finally:
-                stop(watch)
+                engine.end(watch)
             results.append((wall, sum(stall.duration for stall in watch.stalls)))
     return results
 
@@ -78,7 +81,7 @@ def main() -> None:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
-        shutdown()
+        engine.shutdown()
     print(
         f"{args.work * 1000:.0f} ms of work, {len(spinners)} spinning processes, "
         f"threshold {THRESHOLD * 1000:.0f} ms"

@@ -26,15 +26,14 @@ import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from pytest_loopwatch import Watch
-from pytest_loopwatch._engine import shutdown, start, stop
-from pytest_loopwatch._interception import Interception
+from pytest_loopwatch._engine import Engine
 
 app = FastAPI()
 
@@ -59,17 +58,27 @@ ROUNDS_OF = (("plain", "loopwatch", "threshold only"), ("plain", "asyncio debug"
 """The sides measured in the same rounds."""
 
 
+engine = Engine()
+"""The session's engine, as `--loopwatch` makes it."""
+
+
 @contextmanager
 def watching(strict: bool) -> Iterator[None]:
     """What --loopwatch (or with --loopwatch-threshold-only) does around one test."""
-    interception = Interception()
     watch = Watch(threshold=0.1, strict=strict)
-    start(watch, interception)
+    engine.begin(watch)
     try:
         yield
     finally:
-        stop(watch, interception)
+        engine.end(watch)
     assert not watch.stalls, watch.stalls
+
+
+@contextmanager
+def not_watching() -> Iterator[None]:
+    """What a test that is not watched gets: the client classes and calls as they are."""
+    engine.rest()
+    yield
 
 
 def side_context(side: str) -> AbstractContextManager[None]:
@@ -77,7 +86,7 @@ def side_context(side: str) -> AbstractContextManager[None]:
         return watching(strict=True)
     if side == "threshold only":
         return watching(strict=False)
-    return nullcontext()
+    return not_watching()
 
 
 def rounds_of_sides(sides: tuple[str, ...], rounds: int) -> Iterator[str]:
@@ -208,7 +217,7 @@ def main() -> None:
     if args.plot:
         plot(args.plot, results)
         print(f"plot: {args.plot}")
-    shutdown()
+    engine.shutdown()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ from typing import Any
 import httpx
 
 from pytest_loopwatch import Watch, wrap
-from pytest_loopwatch._engine import shutdown, start, stop
+from pytest_loopwatch._engine import Engine
+
+engine = Engine(intercept=False)
+"""Watches the apps wrapped with `wrap`; the clients are not intercepted."""
 
 COUNTS = (1, 10, 100, 1000)
 
@@ -80,11 +83,11 @@ def cell(tasks: int, concurrent: int, rounds: int, kind: str = "t") -> tuple[flo
                         plain.append(await batch(client, work, concurrent, requests))
                         continue
                     watch = Watch(threshold=0.1)
-                    start(watch)
+                    engine.begin(watch)
                     try:
                         watched.append(await batch(client, work, concurrent, requests))
                     finally:
-                        stop(watch)
+                        engine.end(watch)
         return plain, watched
 
     plain, watched = asyncio.run(run())
@@ -157,7 +160,7 @@ def main() -> None:
     if args.plot:
         plot(args.plot, by_tasks, by_requests)
         print(f"plot: {args.plot}")
-    shutdown()
+    engine.shutdown()
 
 
 if __name__ == "__main__":

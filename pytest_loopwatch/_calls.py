@@ -148,7 +148,23 @@ _HEARD = frozenset((*_AUDITED, _NEW_SQLITE_CONNECTION, _IMPORT))
 imports_by_thread: dict[int, int] = {}
 """Thread id -> how many imports it began since the hook listens: a thread that imported
 while it kept the loop off the GIL was loading code (reading and running a module keeps
-the GIL for long stretches), one-time work that is not the app's."""
+the GIL for long stretches), one-time work that is not the app's. Threads that ended are
+dropped between tests (`forget_ended_threads`)."""
+
+_imports_heard = 0
+"""Imports begun in the process since the hook listens, by any thread."""
+
+
+def modules_mark() -> tuple[int, int]:
+    """Changes whenever a module is imported, or dropped from `sys.modules`: whoever looked
+    at the imported modules compares marks instead of looking again (every watched test
+    would otherwise look at every known client and API, three times).
+
+    Both counts: `importlib.import_module` raises no audit event, and a module imported
+    afresh after it was dropped (pytester's in-process sessions) leaves the size as it was.
+    """
+    return len(sys.modules), _imports_heard
+
 
 _CATALOGUE_MODULES = tuple(dict.fromkeys(api.module for api in CATALOGUE if not api.stand_in_only))
 
@@ -182,9 +198,12 @@ class CallCatcher:
         self._allowed = compile_allowed((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY))
         self._suspended = 0
         self._extra_allowed: list[re.Pattern[str]] = []
-        self._untraced: list[tuple[Any, int]] = []
-        """SQLite connections opened, with the thread that opened them, not yet traced:
-        held only until that thread's next audit event (they cannot be weakly referenced)."""
+        self._untraced: dict[int, list[Any]] = {}
+        """Thread id -> SQLite connections it opened, not yet traced: held until that
+        thread's next audit event, when each either takes its trace callback or, closed
+        meanwhile, is dropped (they cannot be weakly referenced); and dropped with their
+        thread (`forget_ended_threads`). While any are held every audit event of the
+        process looks here: none may stay."""
         self._restore: list[Callable[[], None]] = []
         self._stand_ins: dict[int, tuple[BlockingApi, Any]] = {}
         """id(mock) -> (the API a test replaced with it, the mock)."""
@@ -194,6 +213,8 @@ class CallCatcher:
         self._apis_found: list[tuple[BlockingApi, Any, str]] = []
         self._apis_found_with: tuple[int, ...] = ()
         """The catalogue's modules, by identity, when `_apis_found` was looked up."""
+        self._wrapped_at: tuple[int, int] | None = None
+        """`modules_mark()` when the wrappers were last put in place; None: not in place."""
 
     # -- switching -----------------------------------------------------------------------
 
@@ -208,9 +229,10 @@ class CallCatcher:
         wrap what was imported since the last call."""
         self.install_hook()
         self._allowed = compile_allowed((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY, *allowed))
-        if self._untraced:
-            self._trace_new_connections()
-        self._wrap_unannounced_calls()
+        mark = modules_mark()
+        if mark != self._wrapped_at:
+            self._wrap_unannounced_calls()
+            self._wrapped_at = mark
         self.catching = True
 
     def pause(self) -> None:
@@ -225,6 +247,19 @@ class CallCatcher:
             self._restore.pop()()
         self._in_place.clear()
         self._apis_wrapped = None
+        self._wrapped_at = None
+
+    def forget_ended_threads(self, living: set[int]) -> None:
+        """Drop what is kept per thread for the threads not in `living`."""
+        for thread in [thread for thread in self._untraced if thread not in living]:
+            del self._untraced[thread]
+        for thread in [thread for thread in imports_by_thread if thread not in living]:
+            del imports_by_thread[thread]
+
+    def bookkeeping_size(self) -> int:
+        """How many records the catcher keeps for threads and connections: the same after
+        any number of them came and went."""
+        return sum(map(len, self._untraced.values())) + len(imports_by_thread)
 
     @contextmanager
     def allowing(self, patterns: Sequence[str] = ()) -> Iterator[None]:
@@ -261,14 +296,16 @@ class CallCatcher:
         return on_audit_event
 
     def _on_heard_event(self, event: str, args: tuple[Any, ...]) -> None:
+        global _imports_heard
         if event == _IMPORT:
             thread = get_ident()
             imports_by_thread[thread] = imports_by_thread.get(thread, 0) + 1
+            _imports_heard += 1
             return
         if event == _NEW_SQLITE_CONNECTION:
             # Announced from inside Connection.__init__, before the connection can take a
             # trace callback: it gets one at the next event in this thread.
-            self._untraced.append((args[0], get_ident()))
+            self._untraced.setdefault(get_ident(), []).append(args[0])
             return
         if self._untraced:
             self._trace_new_connections()
@@ -312,21 +349,19 @@ class CallCatcher:
     # -- what Python does not announce ---------------------------------------------------
 
     def _trace_new_connections(self) -> None:
-        """Give each connection opened in this thread a trace callback that notices statements."""
-        thread = get_ident()
-        untraced = []
-        for connection, opened_in in self._untraced:
-            if opened_in != thread:
-                untraced.append((connection, opened_in))
-                continue
+        """Give each connection opened in this thread a trace callback that notices statements.
+
+        The thread's next audit event comes after `Connection.__init__` returned (the event
+        that announced the connection was its last): a connection that cannot take the
+        callback then was closed meanwhile, and has no statement left to run.
+        """
+        connections = self._untraced.pop(get_ident(), None)
+        for connection in connections or ():
             try:
                 connection.set_trace_callback(self._statement_run)
             except Exception as error:  # noqa: BLE001 - runs inside the user's code
-                if type(error).__name__ == "ProgrammingError":
-                    untraced.append((connection, opened_in))  # still inside its __init__
-                else:
+                if type(error).__name__ != "ProgrammingError":  # closed: nothing to trace
                     note(f"tracing a sqlite3 connection: {error!r}")
-        self._untraced = untraced
 
     def _statement_run(self, statement: str) -> None:
         if self.catching and get_ident() in running_stretches:

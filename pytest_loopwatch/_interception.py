@@ -25,6 +25,7 @@ from ._asgi import (
     watched_call,
     watched_handler_call,
 )
+from ._calls import modules_mark
 
 _MISSING = object()
 
@@ -240,11 +241,19 @@ class Interception:
         self._saved: list[tuple[object, str, object]] = []
         """(class or module, attribute, its value before): what `uninstall` puts back."""
         self._client_code: set[CodeType] = set()
+        self._installed_at: tuple[int, int] | None = None
+        """`modules_mark()` when `install` last looked at the client modules; None: never
+        since `uninstall`."""
         self._installed_with: tuple[int, ...] = ()
         """The client modules, by identity, when `install` last looked at them."""
 
     def install(self) -> None:
-        """Patch the client classes imported since the last call; idempotent."""
+        """Patch the client classes imported since the last call; idempotent, and at once
+        when no module was imported since (every phase of every watched test asks)."""
+        mark = modules_mark()
+        if mark == self._installed_at:
+            return
+        self._installed_at = mark
         imported = tuple(id(sys.modules.get(module)) for module in _MODULES)
         if self._saved and imported == self._installed_with:
             return  # the same modules as at the last call: their classes are patched
@@ -302,6 +311,7 @@ class Interception:
             else:
                 setattr(cls, name, original)
         self._client_code.clear()
+        self._installed_at = None
         self._installed_with = ()
 
 

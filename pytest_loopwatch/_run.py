@@ -5,7 +5,6 @@ One object, behind one StashKey of the config; the plugin's hooks read and chang
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,7 @@ from ._findings import Finding
 from ._settings import RunSettings, Settings
 
 if TYPE_CHECKING:
-    from ._interception import Interception
+    from ._engine import Engine
     from ._watch import Watch
 
 
@@ -27,10 +26,9 @@ class RunState:
     """How many calls of watched apps the run's tests made."""
     any_watched: bool = False
     running_test: str = ""
-    interception: Interception | None = None
-    """Made on the first watched test: the engine is not imported before."""
-    outer_hang: tuple[float | None, Callable[[str], None] | None] | None = None
-    """The hang display of the session around this one (pytester), to hand back."""
+    engine: Engine | None = None
+    """Made on the first watched test, for the whole session: the engine is not imported
+    before."""
 
 
 @dataclass

@@ -39,6 +39,7 @@ from ._summary import summary_lines
 from ._warnings import LoopwatchInternalWarning, LoopwatchWarning
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._watch import Watch
 
 RUN = pytest.StashKey[RunState]()
@@ -280,31 +281,34 @@ def _begin(item: pytest.Item) -> None:
     run = item.config.stash[RUN]
     run.running_test = item.nodeid
     if not state.settings.enabled:
-        if run.interception is not None:  # an earlier test watched: its wrappers go now
-            import pytest_loopwatch._engine as engine
-
-            engine.rest()
+        if run.engine is not None:  # an earlier test watched: its wrappers go now
+            run.engine.rest()
         return
     run.any_watched = True
     try:
-        # By module path, never `from . import _engine`: that takes the package's
-        # attribute, which an in-process pytester session may leave pointing at an engine
-        # it dropped from sys.modules while the rest is imported afresh.
-        import pytest_loopwatch._engine as engine
-
-        from ._interception import Interception
+        if run.engine is None:
+            run.engine = _new_engine(item.config)
+        settings = state.settings
         from ._watch import Watch
 
-        if run.interception is None:
-            run.interception = Interception()
-            run.outer_hang = engine.show_hangs(run.settings.hang_after, _hang_display(item.config))
-        settings = state.settings
         state.watch = Watch(
             settings.threshold, strict=settings.strict, allowed=run.settings.allowed
         )
-        engine.start(state.watch, run.interception)
+        run.engine.begin(state.watch)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not start watching: {error!r}")
+
+
+def _new_engine(config: pytest.Config) -> Engine:
+    """The session's engine, made on its first watched test: set up once, for every one."""
+    # By module path, never `from . import _engine`: that takes the package's attribute,
+    # which an in-process pytester session may leave pointing at an engine it dropped from
+    # sys.modules while the rest is imported afresh.
+    import pytest_loopwatch._engine as engine_module
+
+    engine = engine_module.Engine()
+    engine.show_hangs(config.stash[RUN].settings.hang_after, _hang_display(config))
+    return engine
 
 
 def _hang_display(config: pytest.Config) -> Any:
@@ -352,13 +356,11 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
 
 def _watch_clients_imported_since(item: pytest.Item) -> None:
     """A test client imported by the previous phase (a fixture's import) is watched from now on."""
-    interception = item.config.stash[RUN].interception
-    if _test_state(item).watch is None or interception is None:
+    engine = item.config.stash[RUN].engine
+    if _test_state(item).watch is None or engine is None:
         return
     try:
-        import pytest_loopwatch._engine as engine
-
-        engine.watch_clients_imported_since(interception)
+        engine.watch_clients_imported_since()
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not watch the test clients: {error!r}")
 
@@ -366,17 +368,17 @@ def _watch_clients_imported_since(item: pytest.Item) -> None:
 def _end(item: pytest.Item) -> None:
     watch = _test_state(item).watch
     run = item.config.stash[RUN]
-    if watch is None or run.interception is None:
+    if watch is None or run.engine is None:
         return
 
-    import pytest_loopwatch._engine as engine
+    import pytest_loopwatch._engine as engine_module
 
     run.app_calls += watch.app_calls
     try:
-        engine.stop(watch, run.interception)
+        run.engine.end(watch)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not stop watching: {error!r}")
-    for message in engine.internal_errors():
+    for message in engine_module.internal_errors():
         _internal_error(item, message)
 
 
@@ -559,13 +561,6 @@ class _XdistController:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave nothing behind: no patched class, no watchdog thread."""
     run = config.stash.get(RUN, None)
-    if run is None or run.interception is None:
+    if run is None or run.engine is None:
         return
-
-    import pytest_loopwatch._engine as engine
-
-    run.interception.uninstall()
-    engine.shutdown()
-    # A session inside a session (pytester) hands the hang display back to the outer one.
-    if run.outer_hang is not None:
-        engine.show_hangs(*run.outer_hang)
+    run.engine.shutdown()

@@ -22,11 +22,14 @@ from pytest_loopwatch import Frame, LoopwatchMiddleware, Request, Stall, Watch, 
 from pytest_loopwatch._asgi import ASGIApp
 from pytest_loopwatch._contention import CpuTimes, read_cpu_times, time_kept_from_cpu
 from pytest_loopwatch._durations import InvalidDuration, format_duration, parse_duration
-from pytest_loopwatch._engine import shutdown, start, stop
+from pytest_loopwatch._engine import Engine
 from pytest_loopwatch._findings import Finding
 from pytest_loopwatch._stacks import blocking_stack, is_user_code
 from pytest_loopwatch._stretches import running_stretches
 from pytest_loopwatch._summary import summary_lines
+
+engine = Engine(intercept=False)
+"""Watches the apps wrapped with `wrap`; the clients are not intercepted."""
 
 
 @pytest.mark.parametrize(
@@ -64,21 +67,21 @@ async def serve(app: ASGIApp, scope: dict[str, Any]) -> None:
 def run_watched(threshold: float, main: Coroutine[Any, Any, None]) -> Watch:
     """Run `main` on a new loop while a watch with `threshold` is active; that watch."""
     watch = Watch(threshold=threshold)
-    start(watch)
+    engine.begin(watch)
     try:
         asyncio.run(main)
     finally:
-        stop(watch)
+        engine.end(watch)
     return watch
 
 
 @pytest.fixture
 def watch() -> Iterator[Watch]:
     watch = Watch(threshold=0.05)
-    start(watch)
+    engine.begin(watch)
     yield watch
-    stop(watch)
-    shutdown()
+    engine.end(watch)
+    engine.shutdown()
 
 
 async def blocking_app(scope: Any, receive: Any, send: Any) -> None:
@@ -145,11 +148,11 @@ def test_without_an_active_watch_the_app_runs_untimed() -> None:
         time.sleep(0.06)
 
     watch = Watch(threshold=0.05)
-    start(watch)
+    engine.begin(watch)
     try:
         asyncio.run(serve(wrap(app), {"type": "http"}))
     finally:
-        stop(watch)
+        engine.end(watch)
     asyncio.run(serve(wrap(app), {"type": "http"}))
     assert timed == [True, False]
     assert len(watch.stalls) == 1
@@ -359,7 +362,7 @@ def test_a_look_at_a_computing_loop_thread_keeps_the_watchdog_sampling(
     try:
         watch = run_watched(0.04, serve(wrap(app), {"type": "http"}))
     finally:
-        shutdown()
+        engine.shutdown()
     (stall,) = watch.stalls
     assert stall.samples >= 2
     # A look every 5 ms, each waiting up to a 5 ms switch interval for the GIL: 10-12 ms.
@@ -372,7 +375,7 @@ def alarm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     import pytest_loopwatch._alarm as alarm_module
     import pytest_loopwatch._watchdog as watchdog_module
 
-    shutdown()  # the next watch starts a watchdog with the alarm chosen here
+    engine.shutdown()  # the next watch starts a watchdog with the alarm chosen here
     if request.param == "condition":
         monkeypatch.setattr(watchdog_module, "new_alarm", alarm_module._ConditionAlarm)
     else:
@@ -381,7 +384,7 @@ def alarm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         if not isinstance(kernel_alarm, alarm_module._KernelAlarm):
             pytest.skip("no timerfd here")
     yield request.param
-    shutdown()
+    engine.shutdown()
 
 
 async def fast_app(scope: Any, receive: Any, send: Any) -> None:
@@ -445,7 +448,7 @@ def test_fast_requests_on_one_loop_do_not_put_off_the_look_at_a_stall_on_another
     stalling_app, stall_began = stalling_for(0.4)
 
     watch = Watch(threshold=0.1)
-    start(watch)
+    engine.begin(watch)
     try:
         asyncio.run(requests_for(0.1, wrap(fast_app)))  # the alarm is ahead of these now
         server = threading.Thread(target=asyncio.run, args=(serve(wrap(stalling_app), {}),))
@@ -453,7 +456,7 @@ def test_fast_requests_on_one_loop_do_not_put_off_the_look_at_a_stall_on_another
         asyncio.run(requests_for(0.5, wrap(fast_app)))
         server.join()
     finally:
-        stop(watch)
+        engine.end(watch)
     (stall,) = watch.stalls
     assert stall.samples >= 2
     assert min(t for t in looked_at if t > stall_began[0]) - stall_began[0] < 0.1
@@ -483,7 +486,7 @@ def test_a_forked_child_that_watches_gets_a_watchdog_of_its_own() -> None:
         assert stall_sampled()
     finally:
         _, status = os.waitpid(child, 0)
-        shutdown()
+        engine.shutdown()
     assert os.waitstatus_to_exitcode(status) == 0
 
 

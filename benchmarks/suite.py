@@ -1,0 +1,180 @@
+"""What a whole suite pays for --loopwatch: synthetic suites of fast tests, plain and watched.
+
+The per-request figure of `overhead.py` is not what a team feels: a large suite is mostly
+fast tests, each paying whatever watching costs per test (starting and ending a watch), per
+client it makes, per connection it opens. Each kind of suite below is written once into a
+temporary directory; then, round after round, pytest runs it plain and with `--loopwatch`,
+in an order that alternates from round to round. The figure is the CPU time (user and
+system) of the pytest process, a child of this one, which a machine's other work changes
+less than wall time does; each kind's ratio is the median over the rounds of watched / plain
+in the same round, with the smallest and largest.
+
+    python benchmarks/suite.py [--tests 2000] [--rounds 3] [--kinds no-app,sqlite3]
+
+Every run is sealed (no plugin autoload beyond the ones named, no cache), so that the two
+sides differ in `--loopwatch` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+APP = """
+import asyncio
+import sqlite3
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/fast")
+async def fast() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@app.get("/items/{number}")
+def item(number: int) -> dict[str, int]:
+    # A `def` endpoint: the thread pool runs it, as FastAPI runs a sync repository.
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.execute("create table item (number integer)")
+        connection.execute("insert into item values (?)", (number,))
+        (found,) = connection.execute("select number from item").fetchone()
+    finally:
+        connection.close()
+    return {"number": found}
+
+
+async def child() -> None:
+    await asyncio.sleep(0)
+
+
+@app.get("/spawn")
+async def spawn() -> dict[str, bool]:
+    await asyncio.gather(*(asyncio.create_task(child()) for _ in range(100)))
+    return {"ok": True}
+"""
+
+CONFTEST = """
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+"""
+
+# Each kind: (a module's header, one test with {n} in its name); the suite has `tests` tests,
+# 100 to a module.
+KINDS: dict[str, tuple[str, str]] = {
+    "no-app": (
+        "",
+        "def test_{n}():\n    assert {n} + 1 > {n}\n",
+    ),
+    "asgi-transport-per-test": (
+        "import httpx\nimport pytest\nfrom app import app\n\npytestmark = pytest.mark.anyio\n",
+        "async def test_{n}():\n"
+        "    transport = httpx.ASGITransport(app=app)\n"
+        "    async with httpx.AsyncClient(transport=transport, base_url='http://t') as client:\n"
+        "        assert (await client.get('/fast')).status_code == 200\n",
+    ),
+    "test-client-per-module": (
+        "import pytest\nfrom fastapi.testclient import TestClient\nfrom app import app\n\n\n"
+        "@pytest.fixture(scope='module')\ndef client():\n"
+        "    with TestClient(app) as client:\n        yield client\n",
+        "def test_{n}(client):\n    assert client.get('/fast').status_code == 200\n",
+    ),
+    "test-client-per-test": (
+        "from fastapi.testclient import TestClient\nfrom app import app\n",
+        "def test_{n}():\n    assert TestClient(app).get('/fast').status_code == 200\n",
+    ),
+    "sqlite3": (
+        "import pytest\nfrom fastapi.testclient import TestClient\nfrom app import app\n\n\n"
+        "@pytest.fixture(scope='module')\ndef client():\n"
+        "    with TestClient(app) as client:\n        yield client\n",
+        "def test_{n}(client):\n    assert client.get('/items/{n}').json() == {{'number': {n}}}\n",
+    ),
+    "spawn-100-tasks": (
+        "import pytest\nfrom fastapi.testclient import TestClient\nfrom app import app\n\n\n"
+        "@pytest.fixture(scope='module')\ndef client():\n"
+        "    with TestClient(app) as client:\n        yield client\n",
+        "def test_{n}(client):\n    assert client.get('/spawn').status_code == 200\n",
+    ),
+}
+
+PER_MODULE = 100
+PLUGINS = ("-p", "anyio", "-p", "pytest_loopwatch.plugin")
+
+
+def write_suite(directory: Path, kind: str, tests: int) -> None:
+    header, test = KINDS[kind]
+    (directory / "app.py").write_text(APP)
+    (directory / "conftest.py").write_text(CONFTEST)
+    for first in range(0, tests, PER_MODULE):
+        body = "\n\n".join(test.format(n=n) for n in range(first, min(first + PER_MODULE, tests)))
+        (directory / f"test_{first:06d}.py").write_text(header + "\n\n" + body)
+
+
+def cpu_seconds_of(command: list[str], directory: Path) -> float:
+    """The user and system CPU time of one pytest run, which must pass."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    environment = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": "."}
+    environment.pop("LOOPWATCH_THRESHOLD", None)
+    finished = subprocess.run(
+        command, cwd=directory, env=environment, capture_output=True, text=True, check=False
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if finished.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{finished.stdout[-3000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def measure(kind: str, tests: int, rounds: int) -> tuple[float, float, float, float]:
+    """(plain CPU seconds, median ratio, smallest, largest) for one kind of suite."""
+    with tempfile.TemporaryDirectory(prefix=f"loopwatch-suite-{kind}-") as name:
+        directory = Path(name)
+        write_suite(directory, kind, tests)
+        base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGINS]
+        sides = {"plain": base, "watched": [*base, "--loopwatch"]}
+        cpu_seconds_of(base, directory)  # warm-up: bytecode caches, the OS's file cache
+        times: dict[str, list[float]] = {"plain": [], "watched": []}
+        for number in range(rounds):
+            order = ("plain", "watched") if number % 2 == 0 else ("watched", "plain")
+            for side in order:
+                times[side].append(cpu_seconds_of(sides[side], directory))
+    ratios = [w / p for w, p in zip(times["watched"], times["plain"], strict=True)]
+    return statistics.median(times["plain"]), statistics.median(ratios), min(ratios), max(ratios)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tests", type=int, default=2000, help="tests in each suite")
+    parser.add_argument("--rounds", type=int, default=3, help="plain and watched runs of each")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated, of: {', '.join(KINDS)}"
+    )
+    args = parser.parse_args()
+    kinds = [kind for kind in args.kinds.split(",") if kind]
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        parser.error(f"unknown kinds: {', '.join(unknown)}")
+    print(
+        f"suites of {args.tests} tests, {args.rounds} rounds; "
+        "CPU time of pytest, watched / plain (median, smallest-largest)"
+    )
+    print(f"{'suite':<26}{'plain s':>9}{'watched / plain':>26}")
+    for kind in kinds:
+        plain, ratio, low, high = measure(kind, args.tests, args.rounds)
+        print(f"{kind:<26}{plain:>9.2f}{f'{ratio:.3f} ({low:.3f}-{high:.3f})':>26}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
