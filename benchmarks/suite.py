@@ -128,6 +128,9 @@ def cpu_seconds_of(command: list[str], directory: Path) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     environment = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": "."}
     environment.pop("LOOPWATCH_THRESHOLD", None)
+    # As on a developer's machine: modules compiled once, not at every run (this workplace
+    # sets PYTHONDONTWRITEBYTECODE, which would make each run compile loopwatch afresh).
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
     finished = subprocess.run(
         command, cwd=directory, env=environment, capture_output=True, text=True, check=False
     )
@@ -144,7 +147,8 @@ def measure(kind: str, tests: int, rounds: int) -> tuple[float, float, float, fl
         write_suite(directory, kind, tests)
         base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGINS]
         sides = {"plain": base, "watched": [*base, "--loopwatch"]}
-        cpu_seconds_of(base, directory)  # warm-up: bytecode caches, the OS's file cache
+        for command in sides.values():  # warm-up: bytecode caches, the OS's file cache
+            cpu_seconds_of(command, directory)
         times: dict[str, list[float]] = {"plain": [], "watched": []}
         for number in range(rounds):
             order = ("plain", "watched") if number % 2 == 0 else ("watched", "plain")

@@ -67,6 +67,7 @@ class LoopwatchMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        __tracebackhide__ = True  # pytest: a traceback through here points at the app
         if watched_by_its_class(self.app):  # a framework's app, watched while a test runs
             await self.app(scope, receive, send)
         else:

@@ -35,15 +35,49 @@ def stall_key(test: str, stall: Stall, base: str) -> BaselineKey:
     return (test, stall.route or stall.request.path, where)
 
 
+EXPECTED_SHAPE = (
+    f'a JSON object {{"schema": {_VERSION}, "stalls": [{{"test": ..., "route": ..., '
+    '"location": ...}, ...]}, as --loopwatch-update-baseline writes it'
+)
+
+
+class InvalidBaseline(ValueError):
+    """A baseline file that cannot be read, or is not a baseline of this version."""
+
+
 def load_baseline(path: Path) -> set[BaselineKey]:
-    """The known stalls; none when the file does not exist yet. Raises ValueError if unreadable."""
+    """The known stalls; none when the file does not exist yet. Raises InvalidBaseline."""
     if not path.exists():
         return set()
+    if path.is_dir():
+        raise InvalidBaseline(f"{path} is a directory")
     try:
-        document = json.loads(path.read_text())
-        return {(s["test"], s["route"], s["location"]) for s in document["stalls"]}
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a loopwatch baseline: {error!r}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidBaseline(f"{path} cannot be read: {error}") from None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise InvalidBaseline(f"{path} is not JSON; expected {EXPECTED_SHAPE}") from None
+    if not isinstance(document, dict) or document.get("schema") != _VERSION:
+        found = document.get("schema") if isinstance(document, dict) else None
+        raise InvalidBaseline(
+            f"{path} is not a loopwatch baseline of schema {_VERSION} (schema {found!r}); "
+            f"expected {EXPECTED_SHAPE}"
+        )
+    stalls = document.get("stalls")
+    if not isinstance(stalls, list) or not all(map(_is_entry, stalls)):
+        raise InvalidBaseline(f"{path} has malformed stalls; expected {EXPECTED_SHAPE}")
+    return {(entry["test"], entry["route"], entry["location"]) for entry in stalls}
+
+
+def _is_entry(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("test"), str)
+        and isinstance(entry.get("route"), (str, type(None)))
+        and isinstance(entry.get("location"), str)
+    )
 
 
 def baseline_document(findings: Iterable[Finding], base: str) -> dict[str, Any]:

@@ -177,6 +177,8 @@ def _waited_for_idle(trio: ModuleType) -> bool:
 def stop_beating() -> None:
     """End every beat at its next run."""
     global _generation
+    if not (_beating or _reported or _stopped_on_trio):
+        return  # no beat began since the last stop
     _generation += 1
     _beating.clear()
     _reported.clear()

@@ -26,6 +26,7 @@ import functools
 import os
 import re
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +36,14 @@ from typing import Any
 
 from ._blocking_apis import CATALOGUE, BlockingApi, resolve
 from ._internal_errors import note
-from ._stretches import CALLBACK_CODE, STRETCH_CODE, running_stretches, sample_stack
+from ._stretches import (
+    CALLBACK_CODE,
+    STRETCH_CODE,
+    debugger_entered,
+    running_stretches,
+    sample_stack,
+    stopped_in_a_debugger,
+)
 
 LAZY_INITIALISATION = (
     "importlib.*:*",
@@ -56,11 +64,22 @@ on its first render; FastAPI builds its OpenAPI schema on the first `/openapi.js
 serves it, and its docs pages, from endpoints of its own) and reads each endpoint's source
 position on its first request (55-70 ms on a quiet machine)."""
 
-ALLOWED_CALLS_ONLY = ("asyncio.*:*", "trio.*:*", "_pytest.*:*")
+LOGGING_TO_FILES = (
+    "logging:FileHandler.*",
+    "logging.handlers:BaseRotatingHandler.*",
+    "logging.handlers:*FileHandler.*",
+)
+"""The standard library's file handlers, opening (`delay=True`), rotating and reopening
+their files: whichever request logs first or at the size limit makes the call, so the
+finding would move from test to test with the order. Network handlers (socket, SMTP, HTTP)
+are not among them. A `QueueHandler` on the loop, with its file handler behind a
+`QueueListener`, takes the writing off the loop in production too."""
+
+ALLOWED_CALLS_ONLY = ("asyncio.*:*", "trio.*:*", "_pytest.*:*", *LOGGING_TO_FILES)
 """Allowed for blocking calls only: asyncio and trio start subprocesses with a short
 blocking fork on behalf of their own async APIs; pytest's own hooks (its unraisable-exception
 hook formatting a traceback when the collector finalises an object) can run inside a
-stretch, and are not the app's."""
+stretch, and are not the app's; nor are logging's file handlers (above)."""
 
 ALLOW_FORM = "module:function, each side an fnmatch pattern (e.g. logging:* or myapp.db:connect)"
 
@@ -115,7 +134,22 @@ def _open(event: str, args: tuple[Any, ...]) -> str:
     shown = repr(os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path)
     if len(shown) > 80:
         shown = "'..." + shown[-76:]  # a path's end names the file
+    if _made_by_tempfile(sys._getframe(1)):
+        # `tempfile.TemporaryFile` opens the directory, for a file with no name in it.
+        shown = f"a temporary file in {shown}"
     return f"open({shown}{'' if mode is None else ', ' + _shorten(mode)})"
+
+
+def _made_by_tempfile(frame: FrameType | None) -> bool:
+    """Whether the call being described, still on the stack, was made by `tempfile`."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == "tempfile":
+            return True
+        if frame.f_code is STRETCH_CODE or frame.f_code is CALLBACK_CODE:
+            return False
+        frame = frame.f_back
+    return False
 
 
 _Describe = Callable[[str, tuple[Any, ...]], str]
@@ -141,15 +175,24 @@ _AUDITED: dict[str, tuple[_Describe, str]] = {
 }
 """The audit events of blocking calls: how each call is summed up, and its kind."""
 
+_AUDITED_AS = {
+    event: "builtins:open" if event == "open" else event.replace(".", ":", 1) for event in _AUDITED
+}
+"""Each audited call as an allow pattern names it: `module:function` (`time:sleep`)."""
+
 _NEW_SQLITE_CONNECTION = "sqlite3.connect/handle"
 _IMPORT = "import"
-_HEARD = frozenset((*_AUDITED, _NEW_SQLITE_CONNECTION, _IMPORT))
+_DEBUGGER_STARTS = frozenset(
+    ("builtins.breakpoint", "sys.settrace", "sys.monitoring.register_callback")
+)
+"""How a debugger announces itself: `breakpoint()`, and the tracing pdb (`pdb.set_trace`)
+and IDE debuggers set up on the thread they stop."""
+_HEARD = frozenset((*_AUDITED, *_DEBUGGER_STARTS, _NEW_SQLITE_CONNECTION, _IMPORT))
 
 imports_by_thread: dict[int, int] = {}
 """Thread id -> how many imports it began since the hook listens: a thread that imported
 while it kept the loop off the GIL was loading code (reading and running a module keeps
-the GIL for long stretches), one-time work that is not the app's. Threads that ended are
-dropped between tests (`forget_ended_threads`)."""
+the GIL for long stretches), one-time work that is not the app's. Cleared between tests."""
 
 _imports_heard = 0
 """Imports begun in the process since the hook listens, by any thread."""
@@ -202,7 +245,7 @@ class CallCatcher:
         """Thread id -> SQLite connections it opened, not yet traced: held until that
         thread's next audit event, when each either takes its trace callback or, closed
         meanwhile, is dropped (they cannot be weakly referenced); and dropped with their
-        thread (`forget_ended_threads`). While any are held every audit event of the
+        thread (`forget_the_threads_seen`). While any are held every audit event of the
         process looks here: none may stay."""
         self._restore: list[Callable[[], None]] = []
         self._stand_ins: dict[int, tuple[BlockingApi, Any]] = {}
@@ -249,12 +292,15 @@ class CallCatcher:
         self._apis_wrapped = None
         self._wrapped_at = None
 
-    def forget_ended_threads(self, living: set[int]) -> None:
-        """Drop what is kept per thread for the threads not in `living`."""
-        for thread in [thread for thread in self._untraced if thread not in living]:
-            del self._untraced[thread]
-        for thread in [thread for thread in imports_by_thread if thread not in living]:
-            del imports_by_thread[thread]
+    def forget_the_threads_seen(self) -> None:
+        """Between tests: the imports counted per thread go (the beat compares them within
+        a test), and so do the connections awaiting a trace callback of threads that ended."""
+        if imports_by_thread:
+            imports_by_thread.clear()
+        if self._untraced:
+            living = {thread.ident for thread in threading.enumerate()}
+            for thread in [thread for thread in self._untraced if thread not in living]:
+                del self._untraced[thread]
 
     def bookkeeping_size(self) -> int:
         """How many records the catcher keeps for threads and connections: the same after
@@ -302,6 +348,9 @@ class CallCatcher:
             imports_by_thread[thread] = imports_by_thread.get(thread, 0) + 1
             _imports_heard += 1
             return
+        if event in _DEBUGGER_STARTS:
+            debugger_entered(get_ident())
+            return
         if event == _NEW_SQLITE_CONNECTION:
             # Announced from inside Connection.__init__, before the connection can take a
             # trace callback: it gets one at the next event in this thread.
@@ -316,21 +365,29 @@ class CallCatcher:
         if event == "open" and (isinstance(args[0], int) or _is_library_data(args[0])):
             return  # a descriptor already open, or a library's own data
         describe, family = _AUDITED[event]
-        self.notice(lambda: describe(event, args), family)
+        self.notice(lambda: describe(event, args), family, _AUDITED_AS[event])
 
-    def notice(self, describe: Callable[[], str], family: str) -> None:
-        """Report the call if app code made it on the loop; never raises into it."""
-        stretch = running_stretches.get(get_ident())
+    def notice(self, describe: Callable[[], str], family: str, called: str) -> None:
+        """Report the call of `called` (`module:function`) if app code made it on the loop;
+        never raises into it."""
+        thread = get_ident()
+        stretch = running_stretches.get(thread)
         if stretch is None or self._suspended or not self.catching:
             return
+        if stopped_in_a_debugger and stopped_in_a_debugger.get(thread) is stretch:
+            return  # the debugger's own reading and writing
         try:
             frame = sys._getframe(1)
-            if self._made_by_allowed_code(frame):
+            if self._is_allowed(called) or self._made_by_allowed_code(frame):
                 return
             stack = sample_stack(frame)
             stretch[1](stretch[2], 0.0, Counter({stack: 1}), describe(), family)
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
             note(f"catching a blocking call: {error!r}")
+
+    def _is_allowed(self, name: str) -> bool:
+        """Whether `module:function` matches an allowed pattern."""
+        return bool(self._allowed.match(name)) or any(p.match(name) for p in self._extra_allowed)
 
     def _made_by_allowed_code(self, frame: FrameType | None) -> bool:
         """Whether a frame between the call and the app's coroutine is allowed."""
@@ -339,10 +396,10 @@ class CallCatcher:
             if code is STRETCH_CODE or code is CALLBACK_CODE:
                 return False
             module = frame.f_globals.get("__name__", "")
-            if module.partition(".")[0] != _OWN_PACKAGE:
-                name = f"{module}:{code.co_qualname}"
-                if self._allowed.match(name) or any(p.match(name) for p in self._extra_allowed):
-                    return True
+            if module.partition(".")[0] != _OWN_PACKAGE and self._is_allowed(
+                f"{module}:{code.co_qualname}"
+            ):
+                return True
             frame = frame.f_back
         return False
 
@@ -365,7 +422,9 @@ class CallCatcher:
 
     def _statement_run(self, statement: str) -> None:
         if self.catching and get_ident() in running_stretches:
-            self.notice(lambda: f"sqlite3.execute({_shorten(statement)})", "database")
+            self.notice(
+                lambda: f"sqlite3.execute({_shorten(statement)})", "database", "sqlite3:execute"
+            )
 
     def _wrap_unannounced_calls(self) -> None:
         """Wrap what is not wrapped yet: at once when nothing changed since the last test."""
@@ -421,10 +480,12 @@ class CallCatcher:
             return
         original = getattr(owner, name)
         catcher = self
+        called = _called_as(owner, name)
 
         def watched(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # pytest: a traceback through here points at the app
             if get_ident() in running_stretches and (blocks is None or (args and blocks(args[0]))):
-                catcher.notice(lambda: describe(shown_as, args, kwargs), family)
+                catcher.notice(lambda: describe(shown_as, args, kwargs), family, called)
             return original(*args, **kwargs)
 
         watched.__name__ = watched.__qualname__ = name
@@ -449,6 +510,7 @@ class CallCatcher:
         """id(patch) -> id(the mock it put in place), while the patch is active."""
 
         def entering(patch: Any) -> Any:
+            __tracebackhide__ = True  # pytest: a traceback through here points at the app
             new = enter(patch)
             try:
                 api = _api_replaced_by(getattr(patch, "temp_original", None))
@@ -460,15 +522,21 @@ class CallCatcher:
             return new
 
         def exiting(patch: Any, *exc_info: Any) -> Any:
+            __tracebackhide__ = True  # pytest: a traceback through here points at the app
             stand_ins.pop(entered.pop(id(patch), -1), None)
             return exit_(patch, *exc_info)
 
         def called(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # pytest: a traceback through here points at the app
             if stand_ins and get_ident() in running_stretches:
                 found = _stand_in_for(self, stand_ins)
                 if found is not None:
                     api, path = found
-                    catcher.notice(lambda: f"{api.name}{path}(...), replaced by a mock", api.family)
+                    catcher.notice(
+                        lambda: f"{api.name}{path}(...), replaced by a mock",
+                        api.family,
+                        f"{api.module}:{api.attribute}",
+                    )
             return mock_call(self, *args, **kwargs)
 
         self._replace(patch_class, "__enter__", entering)
@@ -497,6 +565,14 @@ class CallCatcher:
                 delattr(owner, name)  # an inherited attribute was shadowed, not replaced
 
         self._restore.append(restore)
+
+
+def _called_as(owner: Any, name: str) -> str:
+    """`module:function` of a wrapped attribute, as an allow pattern names it
+    (`time:sleep`, `socket:socket.send`, `requests.sessions:Session.request`)."""
+    if isinstance(owner, type):
+        return f"{owner.__module__}:{owner.__qualname__}.{name}"
+    return f"{getattr(owner, '__name__', '?')}:{name}"
 
 
 def _api_replaced_by(original: Any) -> BlockingApi | None:

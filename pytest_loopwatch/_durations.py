@@ -32,8 +32,13 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Milliseconds, with a decimal only where a whole number would hide the size."""
+    """Milliseconds, with a decimal only where a whole number would hide the size; a
+    duration under a tenth of a millisecond in microseconds or nanoseconds, never as 0."""
     milliseconds = seconds * 1000
-    if milliseconds < 10:
+    if milliseconds >= 10:
+        return f"{milliseconds:.0f} ms"
+    if milliseconds >= 0.1:
         return f"{milliseconds:.1f} ms"
-    return f"{milliseconds:.0f} ms"
+    if seconds >= 1e-6:
+        return f"{seconds * 1e6:.3g} µs"
+    return f"{seconds * 1e9:.3g} ns"

@@ -17,7 +17,7 @@ Nothing of the engine is imported until the first watched test: a pytest run wit
 
 from __future__ import annotations
 
-import threading
+import os
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,7 +27,7 @@ from ._calls import call_catcher
 from ._interception import Interception
 from ._internal_errors import take
 from ._spawned import follower
-from ._stretches import report_stretches_longer_than
+from ._stretches import forget_the_threads_seen, report_stretches_longer_than
 from ._watchdog import watchdog
 
 
@@ -52,6 +52,9 @@ class Engine:
         self._interception = Interception() if intercept else None
         self._watching: list[Watched] = []
         """What is watched now, innermost last (a pytester session inside a watched test)."""
+        self._following: tuple[int, float, bool, tuple[str, ...]] | None = None
+        """The process, and the threshold, strictness and allowed frames the engine times,
+        looks and catches by; None: it does not."""
         self._outer_hangs: HangDisplay | None = None
         """The hang display before this engine's, handed back at `shutdown`."""
         # Before the test modules import the app: SQLite connections opened at import are
@@ -78,6 +81,14 @@ class Engine:
             self._interception.install()
 
     def _follow(self, watch: Watched) -> None:
+        """Time, look and catch as `watch` asks; nothing to do if the last watch asked the
+        same (the timing stays on between watched tests: no app code runs there, as a rule,
+        and what does is recorded nowhere)."""
+        # A forked child has the parent's engine but not its watchdog's thread.
+        following = (os.getpid(), watch.threshold, watch.strict, watch.allowed)
+        if following == self._following:
+            return
+        self._following = following
         report_stretches_longer_than(watch.threshold)
         watchdog.watch(watch.threshold)
         if watch.strict:
@@ -86,27 +97,26 @@ class Engine:
             call_catcher.stop()
 
     def end(self, watch: Watched) -> None:
-        """Stop recording into `watch`. With nothing else watched, timing, following and
-        catching stop; the watched classes and the wrappers stay, inert, for the next
-        watched test; what was kept per thread goes for the threads that ended."""
+        """Stop recording into `watch`. With nothing else watched, the loops and threads the
+        test used are let go: their tasks no longer followed, their beats stopped, what was
+        kept for them dropped; the rest stays, inert, for the next watched test."""
         end_recording(watch)
         self._watching[:] = [w for w in self._watching if w is not watch]
         if self._watching:
             self._follow(self._watching[-1])
             return
-        report_stretches_longer_than(None)
         follower.stop_following()
         stop_beating()
-        watchdog.pause()
-        call_catcher.pause()
-        call_catcher.forget_ended_threads(
-            {thread.ident for thread in threading.enumerate() if thread.ident is not None}
-        )
+        forget_the_threads_seen()
+        call_catcher.forget_the_threads_seen()
 
     def rest(self) -> None:
         """Before a test that is not watched: nothing of loopwatch stays in place."""
-        if self._watching:
+        if self._watching or self._following is None:
             return
+        self._following = None
+        report_stretches_longer_than(None)
+        watchdog.pause()
         call_catcher.stop()
         if self._interception is not None:
             self._interception.uninstall()
@@ -114,6 +124,7 @@ class Engine:
     def shutdown(self) -> None:
         """End the watchdog thread and restore what is wrapped; nothing of loopwatch runs
         after, and the hang display before this engine's is back."""
+        self._watching.clear()
         self.rest()
         watchdog.stop()
         if self._outer_hangs is not None:

@@ -55,6 +55,7 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
         "kind": stall.kind,
         "call": stall.call,
         "duration_s": stall.duration,
+        "threshold_s": stall.threshold,
         "request": request,
         "route": stall.route,
         "endpoint": None
@@ -63,6 +64,7 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
             "name": endpoint.name,
             "file": None if endpoint.file is None else display_path(endpoint.file, base),
             "line": endpoint.line,
+            "is_async": endpoint.is_async,
         },
         "location": None if stall.location is None else _frame_to_json(stall.location, base),
         "reached_from": None
@@ -75,14 +77,15 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
 
 
 def from_json(data: dict[str, Any], threshold: float) -> Finding:
-    """The finding a worker sent, as records again."""
+    """The finding a worker sent, as records again; `threshold`, the run's, where the
+    entry does not say its own."""
     request = data["request"]
     endpoint = data["endpoint"]
     return Finding(
         test=data["test"],
         stall=Stall(
             duration=data["duration_s"],
-            threshold=threshold,
+            threshold=data.get("threshold_s", threshold),
             request=Request(
                 request["type"],
                 request["method"],
@@ -93,7 +96,9 @@ def from_json(data: dict[str, Any], threshold: float) -> Finding:
             route=data["route"],
             endpoint=None
             if endpoint is None
-            else Endpoint(endpoint["name"], endpoint["file"], endpoint["line"]),
+            else Endpoint(
+                endpoint["name"], endpoint["file"], endpoint["line"], endpoint.get("is_async")
+            ),
             location=None if data["location"] is None else _frame_from_json(data["location"]),
             stack=tuple(_frame_from_json(frame) for frame in data["stack"]),
             samples=data["samples"],

@@ -189,6 +189,7 @@ def _watched_app_call(original: Callable[[Any, Scope, Any, Any], Awaitable[None]
 
 
 async def _awaiting(awaitable: Awaitable[Any]) -> Any:
+    __tracebackhide__ = True  # pytest: a traceback through here points at the app
     return await awaitable
 
 

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ._blocking_lines import BlockingLine
 from ._durations import format_duration
@@ -84,7 +85,8 @@ def _result(entry: BlockingLine) -> dict[str, Any]:
         "locations": [
             {
                 "physicalLocation": {
-                    "artifactLocation": {"uri": entry.file, "uriBaseId": ROOT_ID},
+                    # A URI reference: a space or a `#` in a file name must be escaped.
+                    "artifactLocation": {"uri": quote(entry.file), "uriBaseId": ROOT_ID},
                     "region": region,
                 }
             }

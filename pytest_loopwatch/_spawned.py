@@ -51,6 +51,7 @@ TaskFactory = Callable[..., "asyncio.Future[Any]"]
 async def _timed_task(
     coroutine: Coroutine[Any, Any, Any], parent: Stretch, spawn_hook: SpawnHook | None
 ) -> Any:
+    __tracebackhide__ = True  # pytest: a traceback through here points at the app
     # asyncio.Task takes only native coroutines, hence this thin one around `timed`.
     return await timed(coroutine, parent[1], parent[2], spawn_hook)
 
@@ -314,6 +315,10 @@ class SpawnFollower:
     def stop_following(self) -> None:
         """Put every loop's task factory and scheduling methods back; instruments end with
         their trio run."""
+        if self.followed_loop is None and not (
+            self._loops or self._callbacks or self._trio_runs or self._trio_token
+        ):
+            return  # nothing followed since the last stop: a test that called no app
         for loop, factory in list(self._loops.items()):
             if loop.get_task_factory() is factory:
                 loop.set_task_factory(factory.previous)

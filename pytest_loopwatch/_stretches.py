@@ -58,6 +58,19 @@ on it, so that they see the tasks and callbacks the request's code creates."""
 running_stretches: dict[int, Stretch] = {}
 """Thread id -> the stretch of app code that thread is running now."""
 
+stopped_in_a_debugger: dict[int, Stretch] = {}
+"""Thread id -> its running stretch, if a debugger took the thread over during it
+(`breakpoint()`): the time at the prompt is the developer's, not the app's, and the
+stretch is neither reported nor shown as a hang."""
+
+
+def debugger_entered(thread: int) -> None:
+    """A debugger starts on `thread` (heard from the audit hook)."""
+    stretch = running_stretches.get(thread)
+    if stretch is not None:
+        stopped_in_a_debugger[thread] = stretch
+
+
 Work: TypeAlias = tuple[LongStretchHandler, Any]
 """Whose work a stretch is: the handler its long stretches go to, and their context."""
 
@@ -311,14 +324,19 @@ def report_stretches_longer_than(seconds: float | None) -> None:
         if _on_collection not in gc.callbacks:
             gc.callbacks.append(_on_collection)
     if seconds is None:
-        counted_at_start.clear()
-        long_stretch_ended.clear()
-        last_call_on.clear()
+        forget_the_threads_seen()
         if _on_collection in gc.callbacks:
             gc.callbacks.remove(_on_collection)
         _collecting = False  # one under way now will not call back to say it ended
     timing = seconds is not None
     _limit = float("inf") if seconds is None else seconds
+
+
+def forget_the_threads_seen() -> None:
+    """Drop what is kept per thread: between tests, when their threads and loops may be gone."""
+    for kept in (counted_at_start, long_stretch_ended, last_call_on):
+        if kept:
+            kept.clear()
 
 
 def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any) -> Stretch:
@@ -374,7 +392,7 @@ def finish_stretch(thread: int, stretch: Stretch, steps: Any = None) -> None:
         look = None  # what the watchdog saw of an earlier stretch
     try:
         duration = wall - collector[0]
-        if duration > _limit:
+        if duration > _limit and stopped_in_a_debugger.get(thread) is not stretch:
             now = _counts_now()
             duration = app_time(
                 wall,
@@ -400,6 +418,8 @@ def finish_stretch(thread: int, stretch: Stretch, steps: Any = None) -> None:
             # Dropped only once the stretch is gone: a collection while the handler records
             # the stall would otherwise be taken off this thread's next stretch.
             collected_in_stretch.pop(thread, None)
+        if stopped_in_a_debugger:
+            stopped_in_a_debugger.pop(thread, None)
 
 
 _THREADING_FILE = threading.__file__
@@ -505,6 +525,8 @@ def _starting_a_thread(stack: SampledStack) -> bool:
 
 def wait_for_other_threads(timeout: float) -> None:
     """Let stretches running on other threads end (a live server's), up to `timeout`."""
+    if not running_stretches:  # nearly every phase of every test
+        return
     me = threading.get_ident()
     deadline = clock() + timeout
     while any(thread != me for thread in list(running_stretches)) and clock() < deadline:
@@ -524,6 +546,7 @@ def timed(
     every watched request, and one generator is the least it can cost. A step taken
     inside a stretch already timed (an eager task's first step) is left to that stretch.
     """
+    __tracebackhide__ = True  # pytest: a traceback through here points at the app
     steps: Any = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
     thread = threading.get_ident()
     loop_attributes, task_factory, call_soon = spawn_hook or (None, None, None)
@@ -575,7 +598,12 @@ def timed(
                             loop_attributes.pop("call_soon", None)
                     # Nearly every stretch is short, unseen and free of collections: it only
                     # has to go.
-                    if looks or collected_in_stretch or clock() - stretch[0] > _limit:
+                    if (
+                        looks
+                        or collected_in_stretch
+                        or stopped_in_a_debugger
+                        or clock() - stretch[0] > _limit
+                    ):
                         finish_stretch(thread, stretch, steps)
                     else:
                         running_stretches.pop(thread, None)
@@ -596,6 +624,7 @@ def timed(
 def timed_callback(work: Work, spawn_hook: SpawnHook | None, callback: Any, *args: Any) -> None:
     """Run a plain callback of `work` (`loop.call_soon`, what a request's thread sends back
     to the loop) as one stretch of it, following the tasks it creates."""
+    __tracebackhide__ = True  # pytest: a traceback through here points at the app
     thread = threading.get_ident()
     if thread in running_stretches:
         callback(*args)
@@ -613,7 +642,7 @@ def timed_callback(work: Work, spawn_hook: SpawnHook | None, callback: Any, *arg
             loop_attributes["_task_factory"] = None
             if call_soon is not None:
                 loop_attributes.pop("call_soon", None)
-        if looks or collected_in_stretch or clock() - stretch[0] > _limit:
+        if looks or collected_in_stretch or stopped_in_a_debugger or clock() - stretch[0] > _limit:
             finish_stretch(thread, stretch)
         else:  # as in `timed`: a short stretch, unseen and free of collections, only goes
             running_stretches.pop(thread, None)

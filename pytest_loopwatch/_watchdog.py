@@ -29,6 +29,7 @@ from ._stretches import (
     running_stretches,
     set_alarm_keeper,
     set_alarm_stale_after,
+    stopped_in_a_debugger,
 )
 from ._stretches import (
     sample_stack as sample_stack,  # the benchmarks and tests time its calls here
@@ -214,6 +215,8 @@ class Watchdog:
             if running_stretches.get(thread) is not stretch:
                 continue
             look.samples[stack] += 1
+            if stopped_in_a_debugger.get(thread) is stretch:
+                continue  # at a debugger's prompt: no hang, and nothing printed into it
             if self._hangs(look, now) and self._on_hang is not None:
                 self._on_hang(_describe_hang(now - stretch[0], stack))
             if look.counted_from is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import sys
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -20,10 +20,11 @@ import pytest
 
 from . import _internal_errors
 from ._annotations import workflow_commands
-from ._baseline import BaselineKey, baseline_document, load_baseline, stall_key
+from ._baseline import BaselineKey, InvalidBaseline, baseline_document, load_baseline, stall_key
 from ._blocking_lines import BlockingLine, blocking_lines, repository_root
 from ._durations import ACCEPTED_FORMS, format_duration
 from ._findings import Finding, from_json, report_document, to_json
+from ._output_files import UnwritablePath, checked_output, refuse_shared, write_atomically
 from ._report import format_stalls, one_line
 from ._run import RunState, TestState
 from ._sarif import sarif_log
@@ -32,6 +33,7 @@ from ._settings import (
     MARKER,
     MARKER_SIGNATURE,
     THRESHOLD_ENV,
+    RunSettings,
     run_settings,
     settings_for_test,
 )
@@ -197,6 +199,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings=settings,
         baseline=_known_stalls(config, settings.baseline, settings.update_baseline),
     )
+    _check_outputs(config, settings)
     if settings.test.enabled and settings.test.strict:
         from ._calls import call_catcher
 
@@ -214,8 +217,35 @@ def _known_stalls(config: pytest.Config, path: str | None, update: bool) -> set[
         return set()
     try:
         return load_baseline(Path(config.invocation_params.dir, path))
-    except ValueError as error:
+    except InvalidBaseline as error:
         raise pytest.UsageError(f"--loopwatch-baseline: {error}") from None
+
+
+def _check_outputs(config: pytest.Config, settings: RunSettings) -> None:
+    """Every file the run will write, writable and written by one option only; else a
+    usage error before any test (a worker writes none)."""
+    if _is_worker(config):
+        return
+    wanted = [
+        ("--loopwatch-report", settings.report),
+        ("--loopwatch-sarif", settings.sarif),
+        ("--loopwatch-baseline", settings.baseline if settings.update_baseline else None),
+    ]
+    base = config.invocation_params.dir
+    outputs = []
+    for option, path in wanted:
+        if path is None:
+            continue
+        try:
+            outputs.append((option, checked_output(path, base)))
+        except UnwritablePath as error:
+            raise pytest.UsageError(
+                f"{option}: {error}; give the path of a file to write, e.g. {option}=loopwatch.json"
+            ) from None
+    try:
+        refuse_shared(outputs)
+    except UnwritablePath as error:
+        raise pytest.UsageError(f"{error}; give each its own file") from None
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -253,16 +283,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _internal_error(item: pytest.Item, error: BaseException | str) -> None:
-    """One warning naming the test; recorded, not raised, so `-W error` cannot turn
-    loopwatch's own trouble into the test's failure."""
+    """Loopwatch's own trouble, as a warning naming the test."""
+    _record_warning(
+        item, LoopwatchInternalWarning(f"loopwatch internal error: {error!s}"), "runtest"
+    )
+
+
+def _record_warning(item: pytest.Item, warning: Warning, when: str) -> None:
+    """Put `warning` in pytest's warnings summary, past the warnings filters: a project's
+    `filterwarnings = error` must not turn warn mode's findings, or loopwatch's own trouble,
+    into the test's failure."""
     path, line, _ = item.location
-    warning = LoopwatchInternalWarning(f"loopwatch internal error: {error!s}")
     item.ihook.pytest_warning_recorded.call_historic(
         kwargs={
             "warning_message": warnings.WarningMessage(
                 warning, type(warning), path, (line or 0) + 1
             ),
-            "when": "runtest",
+            "when": when,
             "nodeid": item.nodeid,
             "location": None,
         }
@@ -312,14 +349,25 @@ def _new_engine(config: pytest.Config) -> Engine:
 
 
 def _hang_display(config: pytest.Config) -> Any:
+    on_a_worker = _is_worker(config)
+
     def show(description: str) -> None:
-        """Print a hang on the terminal now, past pytest's capture: the test may never end."""
+        """Print a hang on the terminal now, past pytest's capture: the test may never end.
+
+        A pytest-xdist worker's terminal output goes nowhere until its test ends; its
+        standard error is the run's own, so the hang goes there.
+        """
         capture = config.pluginmanager.getplugin("capturemanager")
-        writer = config.get_terminal_writer()
         test = config.stash[RUN].running_test
+        title = f"loopwatch: hang in {test}" if test else "loopwatch: hang"
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if on_a_worker and sys.__stderr__ is not None:
+                sys.__stderr__.write(f"\n{title}\n{description}\n")
+                sys.__stderr__.flush()
+                return
+            writer = config.get_terminal_writer()
             writer.line()
-            writer.sep("!", f"loopwatch: hang in {test}" if test else "loopwatch: hang")
+            writer.sep("!", title)
             writer.line(description)
             writer.flush()
 
@@ -331,11 +379,17 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
     watch = _test_state(item).watch
     if watch is None:
         return
+    try:
+        stalls = watch.take_unreported()
+    except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
+        _internal_error(item, f"could not report stalls: {error!r}")
+        return
+    if not stalls:  # nearly every phase of every test
+        return
     config = item.config
     run = config.stash[RUN]
     base = str(config.invocation_params.dir)
     try:
-        stalls = watch.take_unreported()
         run.findings.extend(Finding(item.nodeid, stall) for stall in stalls)
         for stall in stalls:
             item.user_properties.append(("loopwatch_stall", one_line(stall, base)))
@@ -349,7 +403,7 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
     if failed:
         item.add_report_section(when, REPORT_SECTION, text)
     elif run.settings.mode == "warn":
-        warnings.warn(LoopwatchWarning(text), stacklevel=1)
+        _record_warning(item, LoopwatchWarning(text), "runtest")
     else:
         pytest.fail(text, pytrace=False)
 
@@ -484,17 +538,9 @@ def _lines(config: pytest.Config, run: RunState, root: Path) -> list[BlockingLin
 def _write_json(config: pytest.Config, path: str, document: object) -> None:
     try:
         target = Path(config.invocation_params.dir, path)
-        _write_atomically(target, json.dumps(document, indent=2) + "\n")
+        write_atomically(target, json.dumps(document, indent=2) + "\n")
     except OSError as error:
         _internal_errors.note(f"could not write {path}: {error}")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers see the old report or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as file:
-        file.write(text)
-    os.replace(file.name, path)
 
 
 def _count(number: int, what: str) -> str:

@@ -140,7 +140,7 @@ def test_exceptions_and_cancellation_pass_through_untouched(watch: Watch) -> Non
     asyncio.run(cancel_it())
 
 
-def test_without_an_active_watch_the_app_runs_untimed() -> None:
+def test_between_watches_nothing_is_recorded_and_at_rest_nothing_is_timed() -> None:
     timed: list[bool] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -153,8 +153,11 @@ def test_without_an_active_watch_the_app_runs_untimed() -> None:
         asyncio.run(serve(wrap(app), {"type": "http"}))
     finally:
         engine.end(watch)
+    # Between two watched tests the timing stays on, for the next one, and records nowhere.
     asyncio.run(serve(wrap(app), {"type": "http"}))
-    assert timed == [True, False]
+    engine.rest()  # before a test that is not watched
+    asyncio.run(serve(wrap(app), {"type": "http"}))
+    assert timed == [True, True, False]
     assert len(watch.stalls) == 1
 
 

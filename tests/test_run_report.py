@@ -116,7 +116,9 @@ def test_the_json_report_holds_every_stall_as_the_failure_text_tells_it(
         "name": "app.sleep",
         "file": "app.py",
         "line": first["endpoint"]["line"],
+        "is_async": True,
     }
+    assert first["threshold_s"] == 0.1
     assert first["location"]["file"] == "app.py"
     assert first["location"]["line"] == line_of(app_files, "SLEEP")
     assert first["location"]["code"] == "time.sleep(STALL)  # SLEEP"
