@@ -26,7 +26,6 @@ import functools
 import os
 import re
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -292,14 +291,15 @@ class CallCatcher:
         self._apis_wrapped = None
         self._wrapped_at = None
 
-    def forget_the_threads_seen(self) -> None:
+    def forget_the_threads_seen(self, living: Callable[[], set[int]]) -> None:
         """Between tests: the imports counted per thread go (the beat compares them within
-        a test), and so do the connections awaiting a trace callback of threads that ended."""
+        a test), and so do the connections awaiting a trace callback of the threads that
+        ended, by the ids `living` gives."""
         if imports_by_thread:
             imports_by_thread.clear()
         if self._untraced:
-            living = {thread.ident for thread in threading.enumerate()}
-            for thread in [thread for thread in self._untraced if thread not in living]:
+            alive = living()
+            for thread in [thread for thread in self._untraced if thread not in alive]:
                 del self._untraced[thread]
 
     def bookkeeping_size(self) -> int:

@@ -18,6 +18,7 @@ Nothing of the engine is imported until the first watched test: a pytest run wit
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -107,8 +108,8 @@ class Engine:
             return
         follower.stop_following()
         stop_beating()
-        forget_the_threads_seen()
-        call_catcher.forget_the_threads_seen()
+        forget_the_threads_seen(_living_threads)
+        call_catcher.forget_the_threads_seen(_living_threads)
 
     def rest(self) -> None:
         """Before a test that is not watched: nothing of loopwatch stays in place."""
@@ -129,6 +130,10 @@ class Engine:
         watchdog.stop()
         if self._outer_hangs is not None:
             watchdog.show_hangs(*self._outer_hangs)
+
+
+def _living_threads() -> set[int]:
+    return {thread.ident for thread in threading.enumerate() if thread.ident is not None}
 
 
 def internal_errors() -> list[str]:

@@ -332,11 +332,17 @@ def report_stretches_longer_than(seconds: float | None) -> None:
     _limit = float("inf") if seconds is None else seconds
 
 
-def forget_the_threads_seen() -> None:
-    """Drop what is kept per thread: between tests, when their threads and loops may be gone."""
-    for kept in (counted_at_start, long_stretch_ended, last_call_on):
-        if kept:
-            kept.clear()
+def forget_the_threads_seen(living: Callable[[], set[int]] | None = None) -> None:
+    """Between tests: drop what is kept for the threads that ended, by the ids `living`
+    gives (all of it without); the call a loop thread began last is over."""
+    if last_call_on:
+        last_call_on.clear()
+    if not (counted_at_start or long_stretch_ended):
+        return
+    alive = set() if living is None else living()
+    for kept in (counted_at_start, long_stretch_ended):
+        for thread in [thread for thread in kept if thread not in alive]:
+            del kept[thread]
 
 
 def start_stretch(thread: int, on_long_stretch: LongStretchHandler, context: Any) -> Stretch:
@@ -563,9 +569,14 @@ def timed(
         last_call_on[thread] = cell
     if timing:
         counted = counted_at_start.get(thread)
-        # A thread not seen before: a TestClient's portal is new for each request outside
-        # `with`, and Python hands the ended one's id to the next (the OS's id differs).
-        if counted is None or counted[1].thread != threading.get_native_id():
+        # A thread not seen before (a TestClient's portal is new for each request outside
+        # `with`, and Python hands the ended one's id to the next: the OS's id differs), or
+        # not for longer than the counts of a stretch's start may be old.
+        if (
+            counted is None
+            or counted[1].thread != threading.get_native_id()
+            or clock() - counted[0] > _limit / 2
+        ):
             count_cpu_from(thread, clock())
     try:
         while True:
