@@ -15,8 +15,9 @@ Code that bound a wrapped function to a name of its own before the test began
 (`from bcrypt import hashpw`) keeps the unwrapped one.
 
 A call counts when the thread making it is inside a timed stretch of a watched request's
-app code, no frame between the app's coroutine and the call belongs to an allowed
-`module:function` pattern, and, for a socket or descriptor, it can block at all.
+app code, neither the called function nor any frame between the app's coroutine and the
+call matches an allowed `module:function` pattern, and, for a socket or descriptor, it can
+block at all.
 """
 
 from __future__ import annotations
@@ -276,11 +277,6 @@ class CallCatcher:
             self._wrap_unannounced_calls()
             self._wrapped_at = mark
         self.catching = True
-
-    def pause(self) -> None:
-        """Report nothing until the next `catch`; the wrappers stay, inert outside app code,
-        so that the next watched test need not wrap again (22 functions a test)."""
-        self.catching = False
 
     def stop(self) -> None:
         """Report nothing, and restore every wrapped function."""
