@@ -41,6 +41,18 @@ class Recorder(Protocol):
 _recorders: list[Recorder] = []
 """The recorders begun and not yet ended; the last one gets what is recorded now."""
 
+_outlived: list[Recorder] = []
+"""Recorders that ended, and then got a stall of work a request of theirs left running (a
+task it did not await, a lifespan's task): that work is their test's, not the running
+one's. Each once, until `take_outlived`."""
+
+
+def take_outlived() -> list[Recorder]:
+    """The ended recorders that got stalls since the last call."""
+    taken = _outlived[:]
+    del _outlived[:]
+    return taken
+
 
 def begin_recording(recorder: Recorder) -> None:
     """Record into `recorder` until `end_recording`; recorders nest (pytester's sessions)."""
@@ -125,7 +137,7 @@ def watched_call(
     return timed(
         call,
         _record_stall,
-        (scope, scope.get("root_path", ""), phase, app),
+        (scope, scope.get("root_path", ""), phase, app, _recorders[-1] if _recorders else None),
         follower.spawn_hook,
     )
 
@@ -163,7 +175,7 @@ def _following_lifespan_phase(receive: Receive) -> tuple[list[str], Receive]:
 
 
 def _record_stall(
-    call: tuple[Scope, str, list[str] | None, object],
+    call: tuple[Scope, str, list[str] | None, object, Recorder | None],
     duration: float,
     samples: Counter[SampledStack] | None,
     blocking_call: str | None = None,
@@ -171,12 +183,13 @@ def _record_stall(
     /,
 ) -> None:
     """On the loop thread, inside the app's call: only memory is read here."""
+    scope, entry_root_path, phase, app, origin = call
     recorder = active_recorder()
+    outlived = origin is not None and origin is not recorder and origin not in _recorders
+    if outlived:
+        recorder = origin  # the test whose request left this work running
     if recorder is None:
         return
-    scope, entry_root_path, phase, app = call
-    if blocking_call is not None and scope.get("type") == "lifespan":
-        return  # opening files and connecting at startup is what a lifespan is for
     try:
         recorder.record(
             RawStall(
@@ -197,5 +210,7 @@ def _record_stall(
                 app=app,
             )
         )
+        if outlived and not any(known is recorder for known in _outlived):
+            _outlived.append(recorder)
     except Exception as error:  # noqa: BLE001 - never raise into the app
         note(f"recording a stall: {error!r}")

@@ -112,6 +112,24 @@ def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
 
 
+def matching_rule(name: str, patterns: tuple[str, ...]) -> str | None:
+    """The first of `patterns` that `module:function` matches: which rule let a finding
+    pass, for the allow-list's audit. Asked only once the expression of all matched."""
+    for pattern, expression in _each_compiled(patterns):
+        if expression.match(name):
+            return pattern
+    return None
+
+
+@functools.cache
+def _each_compiled(patterns: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((pattern, _compiled((pattern,))) for pattern in patterns)
+
+
+ALLOW_ALL = "loopwatch.allow()"
+"""How the audit names `with loopwatch.allow():`, which lets every call pass."""
+
+
 def _shorten(value: object, limit: int = 80) -> str:
     # Bytes in these events are paths and commands, encoded for the OS.
     text = repr(os.fsdecode(value) if isinstance(value, bytes) else value)
@@ -238,9 +256,12 @@ class CallCatcher:
     def __init__(self) -> None:
         self.catching = False
         self._hooked = False
-        self._allowed = compile_allowed((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY))
+        self._rules: tuple[str, ...] = (*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY)
+        self._allowed = compile_allowed(self._rules)
         self._suspended = 0
-        self._extra_allowed: list[re.Pattern[str]] = []
+        self._extra_allowed: list[tuple[tuple[str, ...], re.Pattern[str]]] = []
+        self.allowed_counts: Counter[str] = Counter()
+        """Allow rule -> the blocking calls it let pass since `take_allowed_counts`."""
         self._untraced: dict[int, list[Any]] = {}
         """Thread id -> SQLite connections it opened, not yet traced: held until that
         thread's next audit event, when each either takes its trace callback or, closed
@@ -271,7 +292,8 @@ class CallCatcher:
         """Report blocking calls from now on, but for those made under `allowed` frames;
         wrap what was imported since the last call."""
         self.install_hook()
-        self._allowed = compile_allowed((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY, *allowed))
+        self._rules = (*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY, *allowed)
+        self._allowed = compile_allowed(self._rules)
         mark = modules_mark()
         if mark != self._wrapped_at:
             self._wrap_unannounced_calls()
@@ -310,7 +332,7 @@ class CallCatcher:
         if not patterns:
             self._suspended += 1
         else:
-            self._extra_allowed.append(compile_allowed(patterns))
+            self._extra_allowed.append((tuple(patterns), compile_allowed(patterns)))
         try:
             yield
         finally:
@@ -368,36 +390,51 @@ class CallCatcher:
         never raises into it."""
         thread = get_ident()
         stretch = running_stretches.get(thread)
-        if stretch is None or self._suspended or not self.catching:
+        if stretch is None or not self.catching:
             return
         if stopped_in_a_debugger and stopped_in_a_debugger.get(thread) is stretch:
             return  # the debugger's own reading and writing
         try:
+            if self._suspended:
+                self.allowed_counts[ALLOW_ALL] += 1
+                return
             frame = sys._getframe(1)
-            if self._is_allowed(called) or self._made_by_allowed_code(frame):
+            rule = self._allowing(called) or self._allowing_frame(frame)
+            if rule is not None:
+                self.allowed_counts[rule] += 1
                 return
             stack = sample_stack(frame)
             stretch[1](stretch[2], 0.0, Counter({stack: 1}), describe(), family)
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
             note(f"catching a blocking call: {error!r}")
 
-    def _is_allowed(self, name: str) -> bool:
-        """Whether `module:function` matches an allowed pattern."""
-        return bool(self._allowed.match(name)) or any(p.match(name) for p in self._extra_allowed)
+    def take_allowed_counts(self) -> Counter[str]:
+        """The calls each rule let pass since the last call."""
+        counts, self.allowed_counts = self.allowed_counts, Counter()
+        return counts
 
-    def _made_by_allowed_code(self, frame: FrameType | None) -> bool:
-        """Whether a frame between the call and the app's coroutine is allowed."""
+    def _allowing(self, name: str) -> str | None:
+        """The allow rule that `module:function` matches, if any."""
+        if self._allowed.match(name):
+            return matching_rule(name, self._rules)
+        for rules, expression in self._extra_allowed:
+            if expression.match(name):
+                return matching_rule(name, rules)
+        return None
+
+    def _allowing_frame(self, frame: FrameType | None) -> str | None:
+        """The allow rule of a frame between the call and the app's coroutine, if any."""
         while frame is not None:
             code = frame.f_code
             if code is STRETCH_CODE or code is CALLBACK_CODE:
-                return False
+                return None
             module = frame.f_globals.get("__name__", "")
-            if module.partition(".")[0] != _OWN_PACKAGE and self._is_allowed(
-                f"{module}:{code.co_qualname}"
-            ):
-                return True
+            if module.partition(".")[0] != _OWN_PACKAGE:
+                rule = self._allowing(f"{module}:{code.co_qualname}")
+                if rule is not None:
+                    return rule
             frame = frame.f_back
-        return False
+        return None
 
     # -- what Python does not announce ---------------------------------------------------
 

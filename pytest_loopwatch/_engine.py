@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from ._asgi import Recorder, begin_recording, end_recording
+from ._asgi import Recorder, begin_recording, end_recording, take_outlived
 from ._beat import stop_beating
 from ._calls import call_catcher
 from ._interception import Interception
@@ -110,6 +111,15 @@ class Engine:
         stop_beating()
         forget_the_threads_seen(_living_threads)
         call_catcher.forget_the_threads_seen(_living_threads)
+
+    def outlived(self) -> list[Recorder]:
+        """The ended watches that got stalls since the last call: work their test's
+        requests left running (a task not awaited, a lifespan's task) stalled later."""
+        return take_outlived()
+
+    def take_allowed_counts(self) -> Counter[str]:
+        """The blocking calls each allow rule let pass since the last call."""
+        return call_catcher.take_allowed_counts()
 
     def rest(self) -> None:
         """Before a test that is not watched: nothing of loopwatch stays in place."""

@@ -6,6 +6,7 @@ dicts, so the records are turned into JSON here, at the edge, and back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,12 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Finding:
-    """A stall, and the test (node id) during which it happened."""
+    """A stall, and the test (node id) during which it happened, or, `outlived`, the test
+    whose request left running the work that stalled after that test ended."""
 
     test: str
     stall: Stall
+    outlived: bool = False
 
 
 def _frame_to_json(frame: Frame, base: str) -> dict[str, Any]:
@@ -52,6 +55,7 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
     endpoint = stall.endpoint
     return {
         "test": finding.test,
+        "outlived_its_test": finding.outlived,
         "kind": stall.kind,
         "call": stall.call,
         "duration_s": stall.duration,
@@ -83,6 +87,7 @@ def from_json(data: dict[str, Any], threshold: float) -> Finding:
     endpoint = data["endpoint"]
     return Finding(
         test=data["test"],
+        outlived=data.get("outlived_its_test", False),
         stall=Stall(
             duration=data["duration_s"],
             threshold=data.get("threshold_s", threshold),
@@ -111,10 +116,19 @@ def from_json(data: dict[str, Any], threshold: float) -> Finding:
     )
 
 
-def report_document(findings: list[Finding], threshold: float, base: str) -> dict[str, Any]:
-    """The whole JSON report: `schema`, `threshold_s` and every stall in the order seen."""
+def report_document(
+    findings: list[Finding],
+    threshold: float,
+    base: str,
+    allowed: Mapping[str, int] | None = None,
+    unmatched: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The whole JSON report: `schema`, `threshold_s`, every stall in the order seen, and
+    the allow-list's audit: what each rule let pass, and the user's rules that never did."""
     return {
         "schema": SCHEMA_VERSION,
         "threshold_s": threshold,
         "stalls": [to_json(finding, base) for finding in findings],
+        "allowed": dict(sorted((allowed or {}).items())),
+        "unmatched_allow_rules": list(unmatched),
     }

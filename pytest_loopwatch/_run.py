@@ -5,6 +5,7 @@ One object, behind one StashKey of the config; the plugin's hooks read and chang
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,8 @@ class RunState:
     settings: RunSettings
     baseline: set[BaselineKey]
     findings: list[Finding] = field(default_factory=list)
+    allowed: Counter[str] = field(default_factory=Counter)
+    """Allow rule -> the findings it let pass in the run, the default rules included."""
     app_calls: int = 0
     """How many calls of watched apps the run's tests made."""
     any_watched: bool = False

@@ -4,15 +4,15 @@ and turns what the engine recorded into the `Stall` records a developer reads.""
 from __future__ import annotations
 
 import inspect
-import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 
 from ._asgi import ASGIApp, wrap
 from ._blocking_apis import FIXES
-from ._calls import LAZY_INITIALISATION, call_catcher, compile_allowed
+from ._calls import LAZY_INITIALISATION, call_catcher, compile_allowed, matching_rule
 from ._framework_work import app_line_for, body_models, framework_work
 from ._records import GIL_HELD_ELSEWHERE, Endpoint, Frame, RawStall, SampledStack, Stall
 from ._routes import match_again
@@ -37,6 +37,11 @@ PARSING = (
     "endpoint runs: accept smaller bodies, or read `await request.body()` and parse it off "
     "the loop"
 )
+LIFESPAN_WORK = (
+    "the lifespan runs on the loop: requests wait for its set-up, and for the tasks it "
+    "starts; do slow work there in a thread (`await anyio.to_thread.run_sync(...)`) or "
+    "with an async API"
+)
 FRAMEWORK_WORK_FOR_A_DEF = (
     "the endpoint is a `def`, yet FastAPI parses and validates the body and serialises "
     "the response on the loop: send or return less, or build the `Response` in the endpoint"
@@ -55,8 +60,11 @@ class Watch:
         *,
         strict: bool = True,
         allowed: Sequence[str] = (),
+        test: str = "",
     ) -> None:
         self.threshold = threshold
+        self.test = test
+        """The node id of the test this watch watches (the plugin's); empty elsewhere."""
         self.strict = strict
         """Whether known blocking calls count however fast (the default), or only the
         threshold does."""
@@ -64,7 +72,10 @@ class Watch:
         """`module:function` patterns under which calls and stalls are let pass."""
         self.app_calls = 0
         """How many calls of watched apps began while this watch was active."""
-        self._allowed_stalls = compile_allowed((*LAZY_INITIALISATION, *self.allowed))
+        self._stall_rules = (*LAZY_INITIALISATION, *self.allowed)
+        self._allowed_stalls = compile_allowed(self._stall_rules)
+        self.allowed_counts: Counter[str] = Counter()
+        """Allow rule -> the stalls it let pass."""
         self._recorded: list[RawStall] = []
         self._calls_seen: set[tuple[str, int] | None] = set()
         self._stalls: list[Stall] = []
@@ -90,10 +101,11 @@ class Watch:
     def record(self, stall: RawStall) -> None:
         """On the loop thread, inside the app's call: keep it, resolve nothing."""
         with self._lock:
-            if stall.call is not None:
+            if stall.call is not None and stall.request.type != "lifespan":
                 # A loop of a thousand sleeps is one finding, not a thousand; and a line
                 # that blocks is named once per test, by its first call (subprocess.run:
-                # Popen, not the read of its error pipe that follows).
+                # Popen, not the read of its error pipe that follows). A lifespan's calls
+                # only name its stalls, below: they never stand for a line of a request.
                 line = blocking_line(next(iter(stall.samples))) if stall.samples else None
                 if line in self._calls_seen:
                     return
@@ -126,6 +138,14 @@ class Watch:
         with self._lock:
             self._stalls.extend(resolved)
 
+    def _allowing(self, stack: SampledStack) -> str | None:
+        """The allow rule that a frame of a stall's sampled stack matches, if any."""
+        for frame in stack:
+            name = f"{frame[3]}:{frame[2]}"
+            if self._allowed_stalls.match(name):
+                return matching_rule(name, self._stall_rules)
+        return None
+
     def _resolved(self, raw: RawStall) -> Stall | None:
         """The stall a developer reads; None for a stall in allowed frames."""
         found = blocking_stack(raw.samples) if raw.samples else None
@@ -133,7 +153,9 @@ class Watch:
         location = reached_from = None
         if found is not None:
             sampled, index, reached_index = found
-            if raw.call is None and _runs_through(sampled, self._allowed_stalls):
+            rule = None if raw.call is not None else self._allowing(sampled)
+            if rule is not None:
+                self.allowed_counts[rule] += 1
                 return None
             stack = tuple(to_frame(frame) for frame in sampled)
             location = stack[index]
@@ -169,10 +191,6 @@ class Watch:
         )
 
 
-def _runs_through(stack: SampledStack, allowed: re.Pattern[str]) -> bool:
-    return any(allowed.match(f"{frame[3]}:{frame[2]}") for frame in stack)
-
-
 def _fix(
     raw: RawStall,
     endpoint: Endpoint | None,
@@ -183,6 +201,8 @@ def _fix(
 ) -> str | None:
     if raw.family == GIL_HELD_ELSEWHERE:
         return GIL_HELD_BY_A_THREAD
+    if raw.request.type == "lifespan":
+        return LIFESPAN_WORK
     if raw.family is not None:
         return FIXES.get(raw.family)
     if work == "serialising":
@@ -199,7 +219,9 @@ def _fix(
 
 def _merge_calls_into_stalls(stalls: list[Stall]) -> list[Stall]:
     """A blocking call that, at the same line of the same request, made a stall is one
-    finding: the stall, naming the call."""
+    finding: the stall, naming the call (with the call's fix, but in a lifespan, whose
+    advice is its own). A lifespan's calls are findings only so: opening files and
+    connecting at startup is what a lifespan is for."""
     calls = {_place(stall): stall for stall in stalls if stall.kind == "call"}
     naming: dict[int, Stall] = {}
     for stall in stalls:
@@ -208,11 +230,16 @@ def _merge_calls_into_stalls(stalls: list[Stall]) -> list[Stall]:
             naming[id(stall)] = call
     absorbed = {id(call) for call in naming.values()}
     return [
-        replace(stall, call=naming[id(stall)].call, fix=naming[id(stall)].fix)
+        replace(
+            stall,
+            call=naming[id(stall)].call,
+            fix=stall.fix if stall.request.type == "lifespan" else naming[id(stall)].fix,
+        )
         if id(stall) in naming
         else stall
         for stall in stalls
         if id(stall) not in absorbed
+        and not (stall.kind == "call" and stall.request.type == "lifespan")
     ]
 
 

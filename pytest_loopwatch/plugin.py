@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -329,7 +329,10 @@ def _begin(item: pytest.Item) -> None:
         from ._watch import Watch
 
         state.watch = Watch(
-            settings.threshold, strict=settings.strict, allowed=run.settings.allowed
+            settings.threshold,
+            strict=settings.strict,
+            allowed=run.settings.allowed,
+            test=item.nodeid,
         )
         run.engine.begin(state.watch)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
@@ -430,6 +433,9 @@ def _end(item: pytest.Item) -> None:
     run.app_calls += watch.app_calls
     try:
         run.engine.end(watch)
+        _collect_outlived(run)
+        run.allowed.update(watch.allowed_counts)
+        run.allowed.update(run.engine.take_allowed_counts())
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not stop watching: {error!r}")
     for message in engine_module.internal_errors():
@@ -488,24 +494,57 @@ def loopwatch(request: pytest.FixtureRequest) -> Watch:
     return watch
 
 
+def _collect_outlived(run: RunState) -> None:
+    """The stalls of work that tests' requests left running, each with its own test."""
+    if run.engine is None:
+        return
+    for recorder in run.engine.outlived():
+        watch = cast("Watch", recorder)
+        stalls = watch.take_unreported()
+        run.findings.extend(Finding(watch.test, stall, outlived=True) for stall in stalls)
+
+
+def _outlived_failing(config: pytest.Config, run: RunState) -> list[Finding]:
+    """The findings of work that outlived its test which fail the run."""
+    settings = run.settings
+    if settings.mode != "fail" or settings.update_baseline:
+        return []
+    base = str(config.invocation_params.dir)
+    return [
+        finding
+        for finding in run.findings
+        if finding.outlived and stall_key(finding.test, finding.stall, base) not in run.baseline
+    ]
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Hand a worker's stalls to the controller; write the JSON report where asked."""
+    """Hand a worker's stalls to the controller; write the JSON report where asked; fail
+    the run for work that outlived its test (no test is running to fail for it)."""
     config = session.config
     run = config.stash.get(RUN, None)
     if run is None:
         return
+    try:
+        _collect_outlived(run)
+    except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
+        _internal_errors.note(f"could not collect the work that outlived its test: {error!r}")
     base = str(config.invocation_params.dir)
     if _is_worker(config):
         workeroutput: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
         workeroutput[WORKER_OUTPUT_KEY] = {
             "stalls": [to_json(finding, base) for finding in run.findings],
+            "allowed": dict(run.allowed),
             "app_calls": run.app_calls,
             "any_watched": run.any_watched,
         }
         return
     settings = run.settings
+    if _outlived_failing(config, run) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if settings.report is not None:
-        document = report_document(run.findings, settings.test.threshold, base)
+        document = report_document(
+            run.findings, settings.test.threshold, base, run.allowed, _unmatched(run)
+        )
         _write_json(config, settings.report, document)
     if settings.baseline is not None and settings.update_baseline:
         _write_json(config, settings.baseline, baseline_document(run.findings, base))
@@ -543,6 +582,13 @@ def _write_json(config: pytest.Config, path: str, document: object) -> None:
         _internal_errors.note(f"could not write {path}: {error}")
 
 
+def _unmatched(run: RunState) -> list[str]:
+    """The user's allow rules that let nothing pass, where anything was watched."""
+    if not run.any_watched:
+        return []
+    return [rule for rule in run.settings.allowed if not run.allowed.get(rule)]
+
+
 def _count(number: int, what: str) -> str:
     return f"1 {what}" if number == 1 else f"{number} {what}s"
 
@@ -554,6 +600,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if run is None or _is_worker(config):
         return
     base = str(config.invocation_params.dir)
+    outlived = _outlived_failing(config, run)
+    if outlived:
+        terminalreporter.section("loopwatch: work that outlived its test", red=True)
+        for finding in outlived:
+            terminalreporter.line(
+                f"{finding.test}: a request of this test left work running that blocked "
+                "the loop after the test ended (the run fails for it)"
+            )
+            terminalreporter.line(format_stalls([finding.stall], base))
     if run.findings:
         terminalreporter.section("loopwatch", yellow=True)
         for line in summary_lines(run.findings, base):
@@ -580,6 +635,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 "ASGITransport, a framework's test client or loopwatch.wrap()"
             )
         terminalreporter.line(f"loopwatch: no stalls (threshold {threshold}, {watched})")
+    if run.allowed:
+        let_pass = ", ".join(f"{rule} {count}" for rule, count in run.allowed.most_common())
+        terminalreporter.line(f"loopwatch allow-list: let pass {let_pass}")
+    unmatched = _unmatched(run)
+    if unmatched:
+        terminalreporter.line(
+            f"loopwatch allow-list: never matched, can go: {', '.join(unmatched)}"
+        )
     errors = _internal_errors.take()
     if errors:
         terminalreporter.section("loopwatch internal errors", yellow=True)
@@ -601,6 +664,7 @@ class _XdistController:
         threshold = run.settings.test.threshold
         run.findings.extend(from_json(entry, threshold) for entry in payload.get("stalls", []))
         run.app_calls += payload.get("app_calls", 0)
+        run.allowed.update(payload.get("allowed", {}))
         run.any_watched = run.any_watched or payload.get("any_watched", False)
 
 

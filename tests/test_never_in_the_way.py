@@ -260,3 +260,151 @@ def test_under_xdist_a_hang_reaches_the_terminal_and_reports_carry_the_markers_t
     result.stdout.fnmatch_lines(["::error file=app.py,*(threshold 200 ms)*"])
     (stall,) = json.loads((pytester.path / "report.json").read_text())["stalls"]
     assert stall["threshold_s"] == 0.2
+
+
+def test_a_lifespan_stall_names_its_call_and_gets_lifespan_advice(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        lifespans="""
+            import contextlib
+            import time
+
+            from starlette.applications import Starlette
+
+            def app_whose_startup(work):
+                @contextlib.asynccontextmanager
+                async def lifespan(app):
+                    work()
+                    yield
+
+                return Starlette(lifespan=lifespan)
+
+            def sleep():
+                time.sleep(0.3)  # STARTUP
+
+            def read_a_file():
+                open(__file__).close()
+            """,
+        test_lifespans="""
+            from starlette.testclient import TestClient
+
+            from lifespans import app_whose_startup, read_a_file, sleep
+
+            def test_sleeps_at_startup():
+                with TestClient(app_whose_startup(sleep)):
+                    pass
+
+            def test_reads_its_settings_at_startup():
+                with TestClient(app_whose_startup(read_a_file)):
+                    pass
+            """,
+    )
+    result = pytester.runpytest("--loopwatch")
+    result.assert_outcomes(passed=1, failed=1)
+    line = line_of(pytester.path / "lifespans.py", "STARTUP")
+    result.stdout.fnmatch_lines(
+        [
+            "  lifespan startup",
+            f"  blocked * ms at lifespans.py:{line} in sleep, calling time.sleep(0.3)",
+            "  fix: the lifespan runs on the loop: requests wait for its set-up*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*make the endpoint a `def`*")
+
+
+def test_work_that_outlives_its_test_fails_the_run_in_its_tests_name(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        fire="""
+            import asyncio
+            import time
+
+            from starlette.applications import Starlette
+            from starlette.responses import PlainTextResponse
+            from starlette.routing import Route
+
+            tasks = set()
+
+            async def later():
+                await asyncio.sleep(0.3)
+                time.sleep(0.3)  # LATER
+
+            async def fire(request):
+                task = asyncio.create_task(later())  # fire and forget
+                tasks.add(task)
+                return PlainTextResponse("sent")
+
+            app = Starlette(routes=[Route("/fire", fire)])
+            """,
+        test_outlived="""
+            import time
+
+            import pytest
+            from starlette.testclient import TestClient
+
+            from fire import app
+
+            @pytest.fixture(scope="module")
+            def client():
+                with TestClient(app) as client:
+                    yield client
+
+            def test_fires(client):
+                assert client.get("/fire").text == "sent"
+
+            def test_makes_no_request(client):
+                time.sleep(1.0)  # the task stalls meanwhile, in the client's loop
+            """,
+    )
+    result = pytester.runpytest(
+        "--loopwatch", "--loopwatch-report=report.json", "-p", "no:randomly"
+    )
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    line = line_of(pytester.path / "fire.py", "LATER")
+    result.stdout.fnmatch_lines(
+        [
+            "*loopwatch: work that outlived its test*",
+            "test_outlived.py::test_fires: a request of this test left work running *",
+            "  GET /fire  route /fire",
+            "  endpoint fire.fire (fire.py:*)",
+            f"  blocked * ms at fire.py:{line} in later, calling time.sleep(0.3)",
+        ]
+    )
+    (stall,) = json.loads((pytester.path / "report.json").read_text())["stalls"]
+    assert (stall["test"], stall["outlived_its_test"]) == ("test_outlived.py::test_fires", True)
+
+
+def test_the_allow_list_is_audited(pytester: pytest.Pytester, app_files: Path) -> None:
+    pytester.makeini(INI + "loopwatch_allow =\n    app:nap\n    app.gone:*\n")
+    with app_files.open("a") as app:
+        app.write(
+            "\n\ndef nap():\n    time.sleep(0)\n\n"
+            "@app.get('/nap')\nasync def napping():\n    nap()\n\n"
+            "@app.get('/doze')\nasync def dozing():\n    time.sleep(0)  # DOZE\n"
+        )
+    pytester.makepyfile(
+        test_audited="""
+            def test_naps(test_client):
+                test_client.get("/nap")
+                test_client.get("/nap")
+
+            def test_dozes(test_client):
+                test_client.get("/doze")
+            """
+    )
+    result = pytester.runpytest("--loopwatch", "--loopwatch-report=report.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "loopwatch allow-list: let pass *app:nap 2*",
+            "loopwatch allow-list: never matched, can go: app.gone:*",
+        ]
+    )
+    document = json.loads((pytester.path / "report.json").read_text())
+    assert document["allowed"]["app:nap"] == 2
+    assert document["unmatched_allow_rules"] == ["app.gone:*"]
+    (stall,) = document["stalls"]
+    assert stall["location"]["line"] == line_of(app_files, "DOZE")

@@ -132,7 +132,13 @@ def test_an_empty_run_writes_an_empty_report(pytester: pytest.Pytester) -> None:
     pytester.runpytest("--loopwatch", "--loopwatch-report=loopwatch.json").assert_outcomes(passed=1)
     document = json.loads((pytester.path / "loopwatch.json").read_text())
     validate(document)
-    assert document == {"schema": 1, "threshold_s": 0.1, "stalls": []}
+    assert document == {
+        "schema": 1,
+        "threshold_s": 0.1,
+        "stalls": [],
+        "allowed": {},
+        "unmatched_allow_rules": [],
+    }
 
 
 @pytest.mark.parametrize("workers", [["-n", "2"], ["-p", "no:xdist"]])
