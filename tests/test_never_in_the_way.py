@@ -408,3 +408,14 @@ def test_the_allow_list_is_audited(pytester: pytest.Pytester, app_files: Path) -
     assert document["unmatched_allow_rules"] == ["app.gone:*"]
     (stall,) = document["stalls"]
     assert stall["location"]["line"] == line_of(app_files, "DOZE")
+
+
+def test_sarif_uris_are_percent_encoded(tmp_path: Path) -> None:
+    from pytest_loopwatch._blocking_lines import BlockingLine
+    from pytest_loopwatch._sarif import sarif_log
+
+    line = BlockingLine("call", "my app/main #2.py", 3, "time.sleep(1)", 0.1, durations=[0.0])
+    log = sarif_log([line], tmp_path, "0")
+    (result,) = log["runs"][0]["results"]
+    location = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location["uri"] == "my%20app/main%20%232.py"
