@@ -7,7 +7,8 @@ temporary directory; then, round after round, pytest runs it plain and with `--l
 in an order that alternates from round to round. The figure is the CPU time (user and
 system) of the pytest process, a child of this one, which a machine's other work changes
 less than wall time does; each kind's ratio is the median over the rounds of watched / plain
-in the same round, with the smallest and largest.
+in the same round, with the smallest and largest. With two CPUs the two sides of a round
+run at once, one on each, swapping CPUs from round to round (`measure`).
 
     python benchmarks/suite.py [--tests 2000] [--rounds 3] [--kinds no-app,sqlite3]
 
@@ -18,12 +19,14 @@ sides differ in `--loopwatch` alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 APP = """
@@ -123,39 +126,68 @@ def write_suite(directory: Path, kind: str, tests: int) -> None:
         (directory / f"test_{first:06d}.py").write_text(header + "\n\n" + body)
 
 
-def cpu_seconds_of(command: list[str], directory: Path) -> float:
-    """The user and system CPU time of one pytest run, which must pass."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _environment() -> dict[str, str]:
     environment = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": "."}
     environment.pop("LOOPWATCH_THRESHOLD", None)
     # As on a developer's machine: modules compiled once, not at every run (this workplace
     # sets PYTHONDONTWRITEBYTECODE, which would make each run compile loopwatch afresh).
     environment.pop("PYTHONDONTWRITEBYTECODE", None)
-    finished = subprocess.run(
-        command, cwd=directory, env=environment, capture_output=True, text=True, check=False
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if finished.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{finished.stdout[-3000:]}")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return environment
+
+
+def cpu_seconds_of(runs: Sequence[tuple[list[str], int | None]], directory: Path) -> list[float]:
+    """The user and system CPU time of pytest runs started together, each on its own CPU
+    (None: wherever the OS puts it); every run must pass."""
+    with ExitStack() as logs:
+        started = []
+        for command, cpu in runs:
+            log = logs.enter_context(tempfile.TemporaryFile(mode="w+"))
+            pin = None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu})
+            process = subprocess.Popen(
+                command, cwd=directory, env=_environment(), stdout=log, stderr=log, preexec_fn=pin
+            )
+            started.append((command, process, log))
+        seconds = []
+        for command, process, log in started:
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                log.seek(0)
+                raise SystemExit(f"{' '.join(command)} failed:\n{log.read()[-3000:]}")
+            seconds.append(usage.ru_utime + usage.ru_stime)
+    return seconds
 
 
 def measure(kind: str, tests: int, rounds: int) -> tuple[float, float, float, float]:
-    """(plain CPU seconds, median ratio, smallest, largest) for one kind of suite."""
+    """(plain CPU seconds, median ratio, smallest, largest) for one kind of suite.
+
+    With two CPUs, each round runs both sides at once, one on each CPU, swapping CPUs from
+    round to round: both meet the same machine at the same moment (a virtual machine's
+    speed drifts by more than the few percent measured here), and neither core favours a
+    side. With one, the sides alternate."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     with tempfile.TemporaryDirectory(prefix=f"loopwatch-suite-{kind}-") as name:
         directory = Path(name)
         write_suite(directory, kind, tests)
         base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGINS]
-        sides = {"plain": base, "watched": [*base, "--loopwatch"]}
-        for command in sides.values():  # warm-up: bytecode caches, the OS's file cache
-            cpu_seconds_of(command, directory)
-        times: dict[str, list[float]] = {"plain": [], "watched": []}
+        watched = [*base, "--loopwatch"]
+        cpu_seconds_of([(base, None), (watched, None)], directory)  # warm-up: bytecode caches
+        ratios, plain_seconds = [], []
         for number in range(rounds):
-            order = ("plain", "watched") if number % 2 == 0 else ("watched", "plain")
-            for side in order:
-                times[side].append(cpu_seconds_of(sides[side], directory))
-    ratios = [w / p for w, p in zip(times["watched"], times["plain"], strict=True)]
-    return statistics.median(times["plain"]), statistics.median(ratios), min(ratios), max(ratios)
+            if len(cpus) >= 2:
+                first, second = (cpus[0], cpus[1]) if number % 2 == 0 else (cpus[1], cpus[0])
+                plain, with_loopwatch = cpu_seconds_of(
+                    [(base, first), (watched, second)], directory
+                )
+            else:
+                order = [(base, None), (watched, None)]
+                if number % 2:
+                    order.reverse()
+                times = cpu_seconds_of(order[:1], directory) + cpu_seconds_of(order[1:], directory)
+                plain, with_loopwatch = times if number % 2 == 0 else times[::-1]
+            ratios.append(with_loopwatch / plain)
+            plain_seconds.append(plain)
+    return statistics.median(plain_seconds), statistics.median(ratios), min(ratios), max(ratios)
 
 
 def main() -> None:
