@@ -3,13 +3,16 @@
 How one request becomes a verdict, module by module (each imports only those below it;
 `tox -e lint` checks it):
 
-- `plugin`: the pytest hooks. They resolve the settings (`_settings`), start and stop the
-  engine around each watched test (`_engine`), and report (`_report`, `_summary`,
-  `_findings`, `_baseline`; for CI, `_annotations` and `_sarif`, by the repository lines of
-  `_blocking_lines`), keeping what the run found in one `RunState` (`_run`).
+- `plugin`: the pytest hooks. They resolve the settings (`_settings`), check the files the
+  run will write (`_output_files`), make the session's one engine on the first watched test
+  and begin and end its watch around each one (`_engine`), and report (`_report`,
+  `_summary`, `_findings`, `_baseline`; for CI, `_annotations` and `_sarif`, by the
+  repository lines of `_blocking_lines`), keeping what the run found in one `RunState`
+  (`_run`).
 - `_watch`: the `Watch` a test records into; it resolves what the engine recorded into
   `Stall` records, off the loop, when the test's phase ends.
-- `_engine`: turns the rest on and off, and drains the one internal-error sink.
+- `_engine`: sets the rest up once per session, switches it on and off around each watch,
+  and drains the one internal-error sink.
 - `_interception`: hands the test clients (httpx's and httpx2's ASGITransport; Starlette's,
   Litestar's, Quart's and Django's) the app wrapped by `_asgi`, whose middleware drives the
   app's coroutine and records long stretches and blocking calls as `RawStall`s, with the
