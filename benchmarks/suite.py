@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -190,6 +191,35 @@ def measure(kind: str, tests: int, rounds: int) -> tuple[float, float, float, fl
     return statistics.median(plain_seconds), statistics.median(ratios), min(ratios), max(ratios)
 
 
+def engine_work_per_watched_test(tests: int = 5000, rounds: int = 7) -> float:
+    """Microseconds of loopwatch's own work for one watched test that calls no app, in this
+    process: what the hooks ask of the engine (begin, three phase checks, two looks for new
+    clients, end, the outlived work and the allow-list's counts); the median of `rounds`.
+    Steadier than whole suites, whose rounds spread more than this costs."""
+    from pytest_loopwatch import Watch
+    from pytest_loopwatch._engine import Engine
+
+    engine = Engine()
+    per_test = []
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(tests):
+                watch = Watch(0.1, test="test_x")
+                engine.begin(watch)
+                for phase in range(3):
+                    watch.take_unreported()
+                    if phase:
+                        engine.watch_clients_imported_since()
+                engine.end(watch)
+                engine.outlived()
+                engine.take_allowed_counts()
+            per_test.append((time.perf_counter() - started) / tests * 1e6)
+    finally:
+        engine.shutdown()
+    return statistics.median(per_test)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tests", type=int, default=2000, help="tests in each suite")
@@ -202,6 +232,7 @@ def main() -> None:
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown:
         parser.error(f"unknown kinds: {', '.join(unknown)}")
+    print(f"loopwatch's own work per watched test: {engine_work_per_watched_test():.1f} µs")
     print(
         f"suites of {args.tests} tests, {args.rounds} rounds; "
         "CPU time of pytest, watched / plain (median, smallest-largest)"
