@@ -389,8 +389,15 @@ def test_a_stall_in_the_lifespan_names_startup_or_shutdown(
     )
     result = pytester.runpytest("--loopwatch")
     result.assert_outcomes(passed=2, failed=3)
-    startup = f"  blocked * ms at shapes.py:{line_of(shapes, 'STARTUP')} in *lifespan"
-    shutdown = f"  blocked * ms at shapes.py:{line_of(shapes, 'SHUTDOWN')} in *lifespan"
+    # A lifespan's stall names the call that made it, with the lifespan's own advice.
+    startup = (
+        f"  blocked * ms at shapes.py:{line_of(shapes, 'STARTUP')} in *lifespan, "
+        "calling time.sleep(0.3)"
+    )
+    shutdown = (
+        f"  blocked * ms at shapes.py:{line_of(shapes, 'SHUTDOWN')} in *lifespan, "
+        "calling time.sleep(0.3)"
+    )
     result.stdout.fnmatch_lines(
         [
             "*_ test_test_client?1-0? _*",
@@ -471,7 +478,8 @@ def test_every_call_of_a_frameworks_app_is_watched_however_it_is_driven(
         [
             "*_ test_lifespan_manager?1? _*",
             "  lifespan shutdown",
-            f"  blocked * ms at shapes.py:{line_of(shapes, 'SHUTDOWN')} in *lifespan",
+            f"  blocked * ms at shapes.py:{line_of(shapes, 'SHUTDOWN')} in *lifespan, "
+            "calling time.sleep(0.3)",
             "*_ test_a_hand_written_driver?1-await? _*",
             "  GET /sleep  route /sleep",
             f"  blocked * ms at shapes.py:{line_of(shapes, 'SLEEP')} in sleep, "
@@ -520,7 +528,8 @@ def test_a_task_the_lifespan_started_that_stalls_fails_the_test_and_is_named(
     report = [
         "loopwatch: the event loop was blocked 1 time (threshold 100 ms)",
         "  task consume(), started at lifespan startup",
-        f"  blocked * ms at shapes.py:{line_of(shapes, 'CONSUMER')} in consume",
+        f"  blocked * ms at shapes.py:{line_of(shapes, 'CONSUMER')} in consume, "
+        "calling time.sleep(0.3)",
     ]
     result.stdout.fnmatch_lines(
         ["*_ test_lifespan_manager?1? _*", *report, "*_ test_test_client?1? _*", *report]
