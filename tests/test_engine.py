@@ -772,9 +772,12 @@ def test_nothing_kept_for_connections_threads_and_loops_outlives_them() -> None:
         assert call_catcher.bookkeeping_size() > 0  # it does keep some while they run
     finally:
         engine.end(watch)
-    id(watch)  # this thread's next audit event: its closed connection goes
-    assert call_catcher.bookkeeping_size() == 0
-    living = {thread.ident for thread in threading.enumerate()}
-    assert set(_stretches.counted_at_start) <= living
-    assert not _stretches.last_call_on
-    assert not watch.stalls
+    try:
+        id(watch)  # this thread's next audit event: its closed connection goes
+        assert call_catcher.bookkeeping_size() == 0
+        living = {thread.ident for thread in threading.enumerate()}
+        assert set(_stretches.counted_at_start) <= living
+        assert not _stretches.last_call_on
+        assert not watch.stalls
+    finally:
+        engine.shutdown()  # no watchdog thread left for the tests after
