@@ -370,7 +370,7 @@ def test_work_that_outlives_its_test_fails_the_run_in_its_tests_name(
         [
             "*loopwatch: work that outlived its test*",
             "test_outlived.py::test_fires: a request of this test left work running *",
-            "  GET /fire  route /fire",
+            "  GET /fire*",  # Starlette 0.40 (tox's lowest) puts no route in the scope
             "  endpoint fire.fire (fire.py:*)",
             f"  blocked * ms at fire.py:{line} in later, calling time.sleep(0.3)",
         ]
