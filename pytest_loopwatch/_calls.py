@@ -30,6 +30,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from threading import get_ident
 from types import FrameType
 from typing import Any
@@ -101,29 +102,35 @@ def check_allowed(patterns: Iterable[str]) -> None:
             raise InvalidAllowPattern(pattern)
 
 
-def compile_allowed(patterns: Iterable[str]) -> re.Pattern[str]:
-    """One expression matching `module:qualname` for any of the fnmatch `patterns`."""
-    return _compiled(tuple(patterns))
+@dataclass(frozen=True)
+class AllowRules:
+    """`module:function` patterns, fnmatch on both sides, and one expression for them all:
+    every frame between a blocking call and the app is asked, and nearly none matches."""
+
+    patterns: tuple[str, ...]
+    expression: re.Pattern[str]
+
+    def rule_for(self, name: str) -> str | None:
+        """The first pattern `name` matches (which rule let a finding pass, for the
+        allow-list's audit), if any."""
+        if not self.expression.match(name):
+            return None
+        return next(p for p in self.patterns if _compiled((p,)).match(name))
+
+
+def allow_rules(patterns: Iterable[str]) -> AllowRules:
+    return _allow_rules(tuple(patterns))
+
+
+@functools.cache
+def _allow_rules(patterns: tuple[str, ...]) -> AllowRules:
+    # Every watched test asks for the run's same patterns: translated once (0.5 ms a test).
+    return AllowRules(patterns, _compiled(patterns))
 
 
 @functools.cache
 def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    # Every watched test asks for the run's same patterns: translated once (0.5 ms a test).
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
-
-
-def matching_rule(name: str, patterns: tuple[str, ...]) -> str | None:
-    """The first of `patterns` that `module:function` matches: which rule let a finding
-    pass, for the allow-list's audit. Asked only once the expression of all matched."""
-    for pattern, expression in _each_compiled(patterns):
-        if expression.match(name):
-            return pattern
-    return None
-
-
-@functools.cache
-def _each_compiled(patterns: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    return tuple((pattern, _compiled((pattern,))) for pattern in patterns)
 
 
 ALLOW_ALL = "loopwatch.allow()"
@@ -256,10 +263,9 @@ class CallCatcher:
     def __init__(self) -> None:
         self.catching = False
         self._hooked = False
-        self._rules: tuple[str, ...] = (*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY)
-        self._allowed = compile_allowed(self._rules)
+        self._allowed = allow_rules((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY))
         self._suspended = 0
-        self._extra_allowed: list[tuple[tuple[str, ...], re.Pattern[str]]] = []
+        self._extra_allowed: list[AllowRules] = []
         self.allowed_counts: Counter[str] = Counter()
         """Allow rule -> the blocking calls it let pass since `take_allowed_counts`."""
         self._untraced: dict[int, list[Any]] = {}
@@ -292,8 +298,7 @@ class CallCatcher:
         """Report blocking calls from now on, but for those made under `allowed` frames;
         wrap what was imported since the last call."""
         self.install_hook()
-        self._rules = (*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY, *allowed)
-        self._allowed = compile_allowed(self._rules)
+        self._allowed = allow_rules((*LAZY_INITIALISATION, *ALLOWED_CALLS_ONLY, *allowed))
         mark = modules_mark()
         if mark != self._wrapped_at:
             self._wrap_unannounced_calls()
@@ -332,7 +337,7 @@ class CallCatcher:
         if not patterns:
             self._suspended += 1
         else:
-            self._extra_allowed.append((tuple(patterns), compile_allowed(patterns)))
+            self._extra_allowed.append(allow_rules(patterns))
         try:
             yield
         finally:
@@ -415,11 +420,10 @@ class CallCatcher:
 
     def _allowing(self, name: str) -> str | None:
         """The allow rule that `module:function` matches, if any."""
-        if self._allowed.match(name):
-            return matching_rule(name, self._rules)
-        for rules, expression in self._extra_allowed:
-            if expression.match(name):
-                return matching_rule(name, rules)
+        for rules in (self._allowed, *self._extra_allowed):
+            rule = rules.rule_for(name)
+            if rule is not None:
+                return rule
         return None
 
     def _allowing_frame(self, frame: FrameType | None) -> str | None:

@@ -17,6 +17,7 @@ Nothing of the engine is imported until the first watched test: a pytest run wit
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import Counter
@@ -109,8 +110,9 @@ class Engine:
             return
         follower.stop_following()
         stop_beating()
-        forget_the_threads_seen(_living_threads)
-        call_catcher.forget_the_threads_seen(_living_threads)
+        living = functools.cache(_living_threads)  # enumerated once, if asked at all
+        forget_the_threads_seen(living)
+        call_catcher.forget_the_threads_seen(living)
 
     def outlived(self) -> list[Recorder]:
         """The ended watches that got stalls since the last call: work their test's

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from ._asgi import ASGIApp, wrap
 from ._blocking_apis import FIXES
-from ._calls import LAZY_INITIALISATION, call_catcher, compile_allowed, matching_rule
+from ._calls import LAZY_INITIALISATION, allow_rules, call_catcher
 from ._framework_work import app_line_for, body_models, framework_work
 from ._records import GIL_HELD_ELSEWHERE, Endpoint, Frame, RawStall, SampledStack, Stall
 from ._routes import match_again
@@ -72,8 +72,7 @@ class Watch:
         """`module:function` patterns under which calls and stalls are let pass."""
         self.app_calls = 0
         """How many calls of watched apps began while this watch was active."""
-        self._stall_rules = (*LAZY_INITIALISATION, *self.allowed)
-        self._allowed_stalls = compile_allowed(self._stall_rules)
+        self._allowed_stalls = allow_rules((*LAZY_INITIALISATION, *self.allowed))
         self.allowed_counts: Counter[str] = Counter()
         """Allow rule -> the stalls it let pass."""
         self._recorded: list[RawStall] = []
@@ -141,9 +140,9 @@ class Watch:
     def _allowing(self, stack: SampledStack) -> str | None:
         """The allow rule that a frame of a stall's sampled stack matches, if any."""
         for frame in stack:
-            name = f"{frame[3]}:{frame[2]}"
-            if self._allowed_stalls.match(name):
-                return matching_rule(name, self._stall_rules)
+            rule = self._allowed_stalls.rule_for(f"{frame[3]}:{frame[2]}")
+            if rule is not None:
+                return rule
         return None
 
     def _resolved(self, raw: RawStall) -> Stall | None:
