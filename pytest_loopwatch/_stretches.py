@@ -221,22 +221,25 @@ def _time_kept_from_cpu(
 ) -> float | None:
     """Seconds of a long stretch that the machine took; None: not known.
 
-    Two counts, each of which can only take too much: from counts read as it, or a
-    stretch shortly before it, began (the running before the stretch, at the CPU's
-    stolen rate, can take off part of a sleep); and from the watchdog's first look on, at
-    that rate for the part before (a look the GIL delayed measures a few loaded
-    milliseconds: their rate once took all of a 300 ms `json.loads` away). The smaller
-    is taken.
+    Counts read as the stretch, or one shortly before it, began hold the machine's share
+    of the whole stretch and of the moments before it: the true share lies at most those
+    moments below them. The watchdog's first look measures the rest of the stretch exactly
+    and puts that rate on the part before it: an estimate, kept within those bounds (a
+    look the GIL delayed measures a few loaded milliseconds, whose rate once took all of a
+    300 ms `json.loads` away; taking the smaller of the two left 5 ms of a loaded
+    machine's share in a 300 ms stall). Without counts of the start, the look's estimate.
     """
-    counts: list[float] = []
+    from_look = (
+        look.time_kept_from_cpu(now) if look is not None and look.counted_from is not None else None
+    )
     counted = _counted_from_start(thread, stretch)
-    if counted is not None:
-        kept_and_measured = _kept_since(counted[0], counted[1], now)
-        if kept_and_measured is not None:
-            counts.append(kept_and_measured[0])
-    if look is not None and look.counted_from is not None:
-        counts.append(look.time_kept_from_cpu(now))
-    return min(counts) if counts else None
+    kept_and_measured = None if counted is None else _kept_since(counted[0], counted[1], now)
+    if counted is None or kept_and_measured is None:
+        return from_look
+    kept = kept_and_measured[0]
+    if from_look is None:
+        return kept
+    return min(kept, max(from_look, kept - (stretch[0] - counted[0])))
 
 
 def look_at(thread: int, stretch: Stretch) -> Look:
