@@ -24,6 +24,8 @@ class Finding:
     test: str
     stall: Stall
     outlived: bool = False
+    during: str | None = None
+    """Where in the test, when not its body: `setup of fixture client`, `teardown`."""
 
 
 def _frame_to_json(frame: Frame, base: str) -> dict[str, Any]:
@@ -56,6 +58,7 @@ def to_json(finding: Finding, base: str) -> dict[str, Any]:
     return {
         "test": finding.test,
         "outlived_its_test": finding.outlived,
+        "during": finding.during,
         "kind": stall.kind,
         "call": stall.call,
         "duration_s": stall.duration,
@@ -88,6 +91,7 @@ def from_json(data: dict[str, Any], threshold: float) -> Finding:
     return Finding(
         test=data["test"],
         outlived=data.get("outlived_its_test", False),
+        during=data.get("during"),
         stall=Stall(
             duration=data["duration_s"],
             threshold=data.get("threshold_s", threshold),

@@ -82,10 +82,20 @@ def _headline(stalls: Sequence[Stall]) -> str:
 
 def format_stalls(stalls: Sequence[Stall], base: str) -> str:
     """The failure text for the stalls and blocking calls of one test phase."""
-    lines = [_headline(stalls)]
-    for stall in stalls:
-        lines.append("")
-        lines.extend(_stall_lines(stall, base))
+    return format_grouped([(None, stalls)], base)
+
+
+def format_grouped(groups: Sequence[tuple[str | None, Sequence[Stall]]], base: str) -> str:
+    """The failure text for a test's findings, each group under where in the test it was
+    found (`setup of fixture client`; None: the test body)."""
+    lines = [_headline([stall for _, stalls in groups for stall in stalls])]
+    labelled = len(groups) > 1 or groups[0][0] is not None
+    for during, stalls in groups:
+        if labelled:
+            lines.extend(("", f"  during {during or 'the test'}:"))
+        for stall in stalls:
+            lines.append("")
+            lines.extend(_stall_lines(stall, base))
     return "\n".join(lines)
 
 

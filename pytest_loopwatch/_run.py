@@ -14,7 +14,10 @@ from ._findings import Finding
 from ._settings import RunSettings, Settings
 
 if TYPE_CHECKING:
+    import pytest
+
     from ._engine import Engine
+    from ._records import Stall
     from ._watch import Watch
 
 
@@ -29,6 +32,8 @@ class RunState:
     """How many calls of watched apps the run's tests made."""
     any_watched: bool = False
     running_test: str = ""
+    running_item: pytest.Item | None = None
+    """The test running now: a shared fixture's set-up belongs to it."""
     engine: Engine | None = None
     """Made on the first watched test, for the whole session: the engine is not imported
     before."""
@@ -42,3 +47,8 @@ class TestState:
 
     settings: Settings
     watch: Watch | None = None
+    held: list[tuple[str | None, list[Stall]]] = field(default_factory=list)
+    """Findings not yet reported, by where in the test: a fixture's finding waits for the
+    test's end, so that the body runs and shows its own beside it."""
+    failed: bool = False
+    """Whether the test failed already: later findings go beside that failure."""

@@ -43,7 +43,8 @@ def summary_lines(findings: Iterable[Finding], base: str) -> list[str]:
                 stall.call if stall.kind == "call" else None,
             )
         group.durations.append(stall.duration)
-        group.tests[finding.test] = None
+        during = f" ({finding.during})" if finding.during else ""
+        group.tests[finding.test + during] = None
     lines: list[str] = []
     # Stalls, worst first; then blocking calls, which have no duration.
     for group in sorted(

@@ -25,7 +25,7 @@ from ._blocking_lines import BlockingLine, blocking_lines, repository_root
 from ._durations import ACCEPTED_FORMS, format_duration
 from ._findings import Finding, from_json, report_document, to_json
 from ._output_files import UnwritablePath, checked_output, refuse_shared, write_atomically
-from ._report import format_stalls, one_line
+from ._report import format_grouped, format_stalls, one_line
 from ._run import RunState, TestState
 from ._sarif import sarif_log
 from ._settings import (
@@ -317,6 +317,8 @@ def _begin(item: pytest.Item) -> None:
     state = _test_state(item)
     run = item.config.stash[RUN]
     run.running_test = item.nodeid
+    run.running_item = item
+    state.held, state.failed = [], False  # a rerun (pytest-rerunfailures) starts afresh
     if not state.settings.enabled:
         if run.engine is not None:  # an earlier test watched: its wrappers go now
             run.engine.rest()
@@ -377,13 +379,14 @@ def _hang_display(config: pytest.Config) -> Any:
     return show
 
 
-def _check(item: pytest.Item, when: str, failed: bool) -> None:
-    """Fail this phase with the stalls it recorded; next to an existing failure, add them."""
-    watch = _test_state(item).watch
-    if watch is None:
+def _hold(item: pytest.Item, during: str | None) -> None:
+    """Take the findings recorded since the last take into the run's, and hold the new
+    ones (not in the baseline) for the test's report under `during` (None: the body)."""
+    state = _test_state(item)
+    if state.watch is None:
         return
     try:
-        stalls = watch.take_unreported()
+        stalls = state.watch.take_unreported()
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not report stalls: {error!r}")
         return
@@ -393,21 +396,52 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
     run = config.stash[RUN]
     base = str(config.invocation_params.dir)
     try:
-        run.findings.extend(Finding(item.nodeid, stall) for stall in stalls)
+        run.findings.extend(Finding(item.nodeid, stall, during=during) for stall in stalls)
         for stall in stalls:
             item.user_properties.append(("loopwatch_stall", one_line(stall, base)))
         new = [s for s in stalls if stall_key(item.nodeid, s, base) not in run.baseline]
-        text = format_stalls(new, base) if new else ""
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not report stalls: {error!r}")
         return
-    if not text or run.settings.update_baseline:
+    if new:
+        state.held.append((during, new))
+
+
+def _hold_for_fixture(config: pytest.Config, fixturedef: Any, phase: str) -> None:
+    """A fixture's findings, named after it: reported with the test it ran for."""
+    item = config.stash[RUN].running_item
+    if item is None or _test_state(item).watch is None:
         return
-    if failed:
+    scope = fixturedef.scope
+    kind = "fixture" if scope == "function" else f"{scope} fixture"
+    _hold(item, f"{phase} of {kind} {fixturedef.argname}")
+
+
+def _check(item: pytest.Item, when: str, failed: bool) -> None:
+    """Report the test's findings so far: fail this phase with them, or add them beside a
+    failure. Setup's wait for the test's end: a finding in a fixture (a client fixture
+    that logs in) must not keep the body from running and showing its own."""
+    state = _test_state(item)
+    if state.watch is None:
+        return
+    _hold(item, None if when == "call" else when)
+    if not state.held or (when == "setup" and not failed):
+        return
+    groups, state.held = state.held, []
+    run = item.config.stash[RUN]
+    if run.settings.update_baseline:
+        return
+    try:
+        text = format_grouped(groups, str(item.config.invocation_params.dir))
+    except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
+        _internal_error(item, f"could not report stalls: {error!r}")
+        return
+    if failed or state.failed:  # the test fails once: a second failure would hide nothing
         item.add_report_section(when, REPORT_SECTION, text)
     elif run.settings.mode == "warn":
         _record_warning(item, LoopwatchWarning(text), "runtest")
     else:
+        state.failed = True
         pytest.fail(text, pytrace=False)
 
 
@@ -449,19 +483,36 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     try:
         result = yield
     except BaseException:
+        _test_state(item).failed = True
         _check(item, "setup", failed=True)
         raise
     _check(item, "setup", failed=False)
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: Any, request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    """Name a fixture's findings after it."""
+    try:
+        return (yield)
+    finally:
+        _hold_for_fixture(request.config, fixturedef, "setup")
+
+
+def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureRequest) -> None:
+    _hold_for_fixture(request.config, fixturedef, "teardown")
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Fail the test after it ran if its app code blocked the loop."""
+    """Fail the test after it ran if its app code, or its fixtures', blocked the loop."""
     _watch_clients_imported_since(item)
     try:
         result = yield
     except BaseException:
+        _test_state(item).failed = True
         _check(item, "call", failed=True)
         raise
     _check(item, "call", failed=False)
@@ -479,6 +530,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         raise
     finally:
         _end(item)
+        item.config.stash[RUN].running_item = None
     _check(item, "teardown", failed=False)
     return result
 

@@ -59,25 +59,60 @@ def test_every_stall_of_a_test_is_counted_and_listed(
     )
 
 
-def test_a_stall_in_a_fixture_fails_that_phase(pytester: pytest.Pytester, app_files: Path) -> None:
+@pytest.mark.parametrize("scope", ["function", "class", "module", "session"])
+def test_a_fixtures_finding_lets_the_body_run_and_the_test_fails_once_with_both(
+    pytester: pytest.Pytester, app_files: Path, scope: str
+) -> None:
+    # A client fixture that logs in on the loop errored every test at setup: no body ran,
+    # and what the bodies would have found stayed hidden until that was fixed.
     pytester.makepyfile(
-        """
+        f"""
         import pytest
+        from starlette.testclient import TestClient
+        import app
+
+        @pytest.fixture(scope="{scope}")
+        def logged_in():
+            TestClient(app.app).get("/sleep")
 
         @pytest.fixture
-        def seeded(test_client):
-            test_client.get("/sleep")
+        def quiet():
+            TestClient(app.app).get("/sync/fast")
 
-        def test_uses_seeded(seeded):
-            pass
+        class TestBoth:
+            def test_body_blocks_too(self, logged_in):
+                TestClient(app.app).get("/cpu")
+
+            def test_quiet(self, quiet):
+                TestClient(app.app).get("/sync/fast")
         """
     )
-    result = pytester.runpytest("--loopwatch")
-    result.assert_outcomes(errors=1)
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=1)
+    kind = "fixture" if scope == "function" else f"{scope} fixture"
     result.stdout.fnmatch_lines(
-        ["*ERROR at setup of test_uses_seeded*", "  GET /sleep  route /sleep"]
+        [
+            "*_ TestBoth.test_body_blocks_too _*",
+            "loopwatch: the event loop was blocked 2 times (threshold 100 ms)",
+            f"  during setup of {kind} logged_in:",
+            "  GET /sleep  route /sleep",
+            "*",
+            "  during the test:",
+            "  GET /cpu  route /cpu",
+        ]
     )
+    result.stdout.fnmatch_lines(
+        [
+            "loopwatch: the event loop was blocked 2 times*",
+            f"*in test_*.py::TestBoth::test_body_blocks_too (setup of {kind} logged_in)",
+        ]
+    )
+    assert "ERROR" not in result.stdout.str()
 
+
+def test_a_finalizers_finding_fails_teardown_after_a_passing_body_and_joins_a_failing_one(
+    pytester: pytest.Pytester, app_files: Path
+) -> None:
     pytester.makepyfile(
         """
         import pytest
@@ -87,15 +122,38 @@ def test_a_stall_in_a_fixture_fails_that_phase(pytester: pytest.Pytester, app_fi
             yield
             test_client.get("/cpu")
 
-        def test_uses_cleaned(cleaned):
+        def test_passing_body(cleaned):
             pass
+
+        def test_blocking_body(cleaned, test_client):
+            test_client.get("/sleep")
+
+        def test_quiet(test_client):
+            test_client.get("/sync/fast")
         """
     )
-    result = pytester.runpytest("--loopwatch")
-    result.assert_outcomes(passed=1, errors=1)
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    # The failing test fails once: its finalizer's finding goes beside that failure.
+    result.assert_outcomes(passed=2, failed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_uses_cleaned*", "  GET /cpu  route /cpu"]
+        [
+            "*ERROR at teardown of test_passing_body*",
+            "  during teardown of fixture cleaned:",
+            "  GET /cpu  route /cpu",
+        ]
     )
+    result.stdout.fnmatch_lines(
+        [
+            "GET /cpu  route /cpu: 2 stalls*",
+            "*",
+            "*in test_*.py::test_passing_body (teardown of fixture cleaned)",
+            "*in test_*.py::test_blocking_body (teardown of fixture cleaned)",
+            "GET /sleep  route /sleep: 1 stall*",
+            "*",
+            "*in test_*.py::test_blocking_body",
+        ]
+    )
+    assert "ERROR at teardown of test_blocking_body" not in result.stdout.str()
 
 
 def test_a_test_failing_on_its_own_keeps_its_failure_and_shows_the_stalls(
