@@ -25,8 +25,10 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import pkgutil
 import re
 import sys
+import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -487,6 +489,10 @@ class CallCatcher:
         mock = sys.modules.get("unittest.mock")
         if mock is not None and not self._is_ours(mock.CallableMixin, "_mock_call"):
             self._know_stand_ins(mock)
+        # Looked up, never imported: the engine runs without pytest too.
+        monkeypatch = getattr(sys.modules.get("pytest"), "MonkeyPatch", None)
+        if monkeypatch is not None and not self._is_ours(monkeypatch, "setattr"):
+            self._know_fakes(monkeypatch)
         self._apis_wrapped = apis
 
     def _imported_apis(self) -> list[tuple[BlockingApi, Any, str]]:
@@ -580,6 +586,51 @@ class CallCatcher:
         self._replace(patch_class, "__exit__", exiting)
         self._replace(callable_mixin, "_mock_call", called)
 
+    # -- fakes a test puts in their place ----------------------------------------------
+
+    def _know_fakes(self, monkeypatch_class: Any) -> None:
+        """A function a test puts in place of a known blocking API with `monkeypatch.setattr`
+        is that API when app code calls it: a fake `requests.get` in the test is a real one
+        in production."""
+        set_attribute = monkeypatch_class.setattr
+        catcher = self
+
+        def setting(patcher: Any, *args: Any, **kwargs: Any) -> None:
+            __tracebackhide__ = True  # pytest: a traceback through here points at the app
+            try:
+                place = _place_set(args, kwargs)
+                api = None if place is None else _api_replaced_by(getattr(*place, None))
+            except Exception as error:  # noqa: BLE001 - inside the user's test
+                note(f"following a monkeypatch.setattr: {error!r}")
+                api = None
+            set_attribute(patcher, *args, **kwargs)
+            if api is None or place is None:  # nearly every call
+                return
+            owner, name = place
+            fake = getattr(owner, name, None)
+            # On a class a function becomes a method, as the fake did; anything else
+            # (a mock, a `staticmethod`) would be bound differently inside a function.
+            if isinstance(fake, types.FunctionType) or (
+                callable(fake) and not isinstance(owner, type) and not isinstance(fake, type)
+            ):
+                setattr(owner, name, catcher._standing_in(api, fake))  # undone with the patch
+
+        self._replace(monkeypatch_class, "setattr", setting)
+
+    def _standing_in(self, api: BlockingApi, fake: Callable[..., Any]) -> Callable[..., Any]:
+        catcher = self
+        called = f"{api.module}:{api.attribute}"
+        shown = f"{api.name}(...), replaced by {getattr(fake, '__qualname__', type(fake).__name__)}"
+
+        @functools.wraps(fake)
+        def standing_in(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # pytest: a traceback through here points at the app
+            if get_ident() in running_stretches:
+                catcher.notice(lambda: shown, api.family, called)
+            return fake(*args, **kwargs)
+
+        return standing_in
+
     def _is_ours(self, owner: Any, name: str) -> bool:
         """Whether `owner.name` is still what loopwatch put there."""
         placed = self._in_place.get((id(owner), name))
@@ -610,6 +661,20 @@ def _called_as(owner: Any, name: str) -> str:
     if isinstance(owner, type):
         return f"{owner.__module__}:{owner.__qualname__}.{name}"
     return f"{getattr(owner, '__name__', '?')}:{name}"
+
+
+def _place_set(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str] | None:
+    """(owner, attribute) that `monkeypatch.setattr(*args, **kwargs)` sets: its two forms
+    are `(owner, "name", value)` and `("module.owner.name", value)`."""
+    if len(args) >= 3 or (len(args) == 2 and "value" in kwargs):
+        return (args[0], args[1]) if isinstance(args[1], str) else None
+    if args and isinstance(args[0], str) and "." in args[0]:
+        path, _, name = args[0].rpartition(".")
+        try:
+            return pkgutil.resolve_name(path), name
+        except (ImportError, AttributeError, ValueError):
+            return None  # monkeypatch itself says what is wrong with the path
+    return None
 
 
 def _api_replaced_by(original: Any) -> BlockingApi | None:

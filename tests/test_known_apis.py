@@ -223,6 +223,57 @@ def test_a_blocking_client_replaced_by_a_mock_still_counts(
     )
 
 
+def test_a_blocking_call_replaced_by_a_fake_with_monkeypatch_still_counts(
+    pytester: pytest.Pytester, known_apis: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import requests
+
+        class Response:
+            status_code = 201
+
+        def fake_get(url, **kwargs):
+            return Response()
+
+        def fake_request(self, method, url, **kwargs):
+            return Response()
+
+        def test_faked_function(test_client, monkeypatch):
+            monkeypatch.setattr(requests, "get", fake_get)
+            assert test_client.get("/mocked-get").json() == 201
+
+        def test_faked_by_its_path(test_client, monkeypatch):
+            monkeypatch.setattr("known_apis.requests.get", fake_get)
+            assert test_client.get("/mocked-get").json() == 201
+
+        def test_faked_method(test_client, monkeypatch):
+            monkeypatch.setattr(requests.Session, "request", fake_request)
+            assert test_client.get("/mocked-get").json() == 201
+
+        def test_faked_off_the_loop(test_client, monkeypatch):
+            monkeypatch.setattr(requests, "get", fake_get)
+            assert test_client.get("/def/requests").status_code == 200
+
+        def test_fake_gone_with_the_patch():
+            assert requests.get.__module__ == "requests.api"
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=3)
+    mocked_get = line_of(known_apis, "MOCKED-GET")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_faked_function _*",
+            f"  called requests.get(...), replaced by fake_get at known_apis.py:{mocked_get} in *",
+            "*_ test_faked_by_its_path _*",
+            f"  called requests.get(...), replaced by fake_get at known_apis.py:{mocked_get} in *",
+            "*_ test_faked_method _*",
+            "  called requests.Session.request(...), replaced by fake_request at *",
+        ]
+    )
+
+
 def test_a_stall_in_frameworks_first_use_passes_and_allowed_frames_can_be_added(
     pytester: pytest.Pytester,
 ) -> None:
