@@ -3,6 +3,7 @@ blocking calls into the recorder active when they end (the running test's watch)
 
 from __future__ import annotations
 
+import contextlib
 from asyncio import _get_running_loop
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -116,6 +117,8 @@ def watched_call(
     thread = get_ident()
     if not _stretches.timing or thread in running_stretches:
         return app(scope, receive, send) if method is None else method(app, scope, receive, send)
+    if getattr(app, "middleware_stack", False) is None:
+        _build_before_the_request(app)
     phase: list[str] | None = None
     if scope.get("type") == "lifespan":
         phase, receive = _following_lifespan_phase(receive)
@@ -140,6 +143,19 @@ def watched_call(
         (scope, scope.get("root_path", ""), phase, app, _recorders[-1] if _recorders else None),
         follower.spawn_hook,
     )
+
+
+def _build_before_the_request(app: Any) -> None:
+    """Build a Starlette (or FastAPI) app's middleware stack now, untimed: Starlette builds
+    it inside the app's first call, running every middleware's constructor (one that reads
+    a file once failed 8 tests of a real project), a moment later. That is the app being
+    made, not the request's work; a stack that fails to build is left to Starlette, which
+    raises where it always does."""
+    build = getattr(app, "build_middleware_stack", None)
+    if callable(build):
+        # A failure is left to the app's own call, which builds the stack again and raises.
+        with contextlib.suppress(Exception):
+            app.middleware_stack = build()
 
 
 def watched_handler_call(

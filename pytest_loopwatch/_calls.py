@@ -58,14 +58,19 @@ LAZY_INITIALISATION = (
     "fastapi.openapi.*:*",
     "fastapi.applications:FastAPI.openapi",
     "fastapi.applications:FastAPI.setup.<locals>.*",
-    "fastapi.routing:_extract_endpoint_context",
+    "inspect:getsource*",
+    "inspect:findsource",
+    "starlette.applications:Starlette.build_middleware_stack",
 )
 """Allowed by default, blocking calls and stalls alike: one-time work on first use that is
 not the user's to change. Imports and source lookups for tracebacks read files; the
 standard library reads its MIME table and time-zone data on first use, Jinja2 a template
 on its first render; FastAPI builds its OpenAPI schema on the first `/openapi.json` (and
-serves it, and its docs pages, from endpoints of its own) and reads each endpoint's source
-position on its first request (55-70 ms on a quiet machine)."""
+serves it, and its docs pages, from endpoints of its own). A framework reading the source
+of an endpoint to describe it (FastAPI, on each route's first request: 55-70 ms on a quiet
+machine) is introspection, whatever the framework calls it. A mounted Starlette app builds
+its middleware stack inside the first request that reaches it (the watched app's own is
+built before its first call is timed)."""
 
 LOGGING_TO_FILES = (
     "logging:FileHandler.*",
@@ -199,13 +204,33 @@ _AUDITED: dict[str, tuple[_Describe, str]] = {
     ),
     "os.exec": (_first_arguments(2), "subprocess"),
     "sqlite3.connect": (_first_arguments(1), "database"),
+    # The file system: a directory listed or walked (`os.walk`, `pathlib.Path.iterdir` and
+    # `.glob` list through these), files copied, moved and removed. Well under a
+    # millisecond on a test's small tree, seconds on a production one.
+    **{
+        event: (_first_arguments(1), "file")
+        for event in ("os.scandir", "os.listdir", "shutil.rmtree", "os.remove", "os.rmdir")
+    },
+    **{
+        event: (_first_arguments(2), "file")
+        for event in ("shutil.copyfile", "shutil.copytree", "shutil.move", "os.rename")
+    },
+    "glob.glob": (_first_arguments(1), "file"),
+    "glob.glob/2": (lambda event, args: f"glob.glob({_shorten(args[0])})", "file"),
 }
 """The audit events of blocking calls: how each call is summed up, and its kind."""
 
 _AUDITED_AS = {
-    event: "builtins:open" if event == "open" else event.replace(".", ":", 1) for event in _AUDITED
+    event: "builtins:open" if event == "open" else event.partition("/")[0].replace(".", ":", 1)
+    for event in _AUDITED
 }
 """Each audited call as an allow pattern names it: `module:function` (`time:sleep`)."""
+
+_ON_PATHS = frozenset(
+    event for event, (_, family) in _AUDITED.items() if family == "file" and event != "os.rename"
+)
+"""The file events whose first argument is a path: one under the interpreter's or a
+library's own files is that library's data, not the app's."""
 
 _NEW_SQLITE_CONNECTION = "sqlite3.connect/handle"
 _IMPORT = "import"
@@ -387,7 +412,7 @@ class CallCatcher:
             return
         if event in ("socket.connect", "socket.sendto") and args[0].gettimeout() == 0.0:
             return  # a non-blocking socket, as an async library uses it
-        if event == "open" and (isinstance(args[0], int) or _is_library_data(args[0])):
+        if event in _ON_PATHS and (isinstance(args[0], int) or _is_library_data(args[0])):
             return  # a descriptor already open, or a library's own data
         describe, family = _AUDITED[event]
         self.notice(lambda: describe(event, args), family, _AUDITED_AS[event])
@@ -479,6 +504,10 @@ class CallCatcher:
             self._wrap(socket.socket, name, f"socket.{name}", "socket", _in_blocking_mode, _peer)
         for name in ("read", "write"):
             self._wrap(os, name, f"os.{name}", "file", _blocks, _first_argument)
+        # A file's metadata, announced by no audit event: `os.path.exists` and friends and
+        # `pathlib.Path.stat`/`.exists`/`.is_file` ask through these.
+        for name in ("stat", "lstat"):
+            self._wrap(os, name, f"os.{name}", "file", _not_library_data, _first_argument)
         if sys.version_info < (3, 13):
             # Announced as the audit event time.sleep from 3.13 on.
             import time
@@ -702,6 +731,11 @@ def _stand_in_for(
             return entry[0], name[len(root) :] if name.startswith(root) else ""
         node, depth = node.__dict__.get("_mock_new_parent"), depth + 1
     return None
+
+
+def _not_library_data(path: object) -> bool:
+    """A path of the app's: not a descriptor already open, nor a library's own file."""
+    return not isinstance(path, int) and not _is_library_data(path)
 
 
 def _is_library_data(path: object) -> bool:

@@ -93,6 +93,12 @@ FAMILIES = [
     ("pwdlib", "PWDLIB", "pwdlib.PasswordHash.hash()"),
     ("pbkdf2", "PBKDF2", "hashlib.pbkdf2_hmac()"),
     ("file", "FILE", "open('*data.txt', 'r')"),
+    ("listdir", "LISTDIR", "os.listdir('/*')"),
+    ("walk", "WALK", "os.scandir('/*')"),
+    ("glob", "GLOB", "glob.glob('*.txt')"),
+    ("exists", "EXISTS", "os.stat(PosixPath('*data.txt'))"),
+    ("pathlib", "PATHLIB", "os.stat(PosixPath('*data.txt')*)"),
+    ("copy", "COPY", "shutil.copyfile(PosixPath('*data.txt'), PosixPath('*copy.txt'))"),
 ]
 
 
@@ -272,6 +278,86 @@ def test_a_blocking_call_replaced_by_a_fake_with_monkeypatch_still_counts(
             "  called requests.Session.request(...), replaced by fake_request at *",
         ]
     )
+
+
+def test_a_middleware_made_on_the_first_request_is_app_creation_and_its_dispatch_is_not(
+    pytester: pytest.Pytester,
+) -> None:
+    # Starlette builds the middleware stack inside the app's first call: a middleware that
+    # reads its configuration in its constructor failed 8 tests of a real project.
+    pytester.makefile(".txt", config="setting")
+    pytester.makepyfile(
+        middleware_app="""
+        from pathlib import Path
+        from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Mount, Route
+
+        CONFIG = Path(__file__).with_name("config.txt")
+
+        class ReadsOnce:
+            def __init__(self, app):
+                self.app = app
+                self.setting = CONFIG.read_text()
+
+            async def __call__(self, scope, receive, send):
+                await self.app(scope, receive, send)
+
+        class ReadsPerRequest:
+            def __init__(self, app):
+                self.app = app
+
+            async def __call__(self, scope, receive, send):
+                CONFIG.read_text()  # PER-REQUEST
+                await self.app(scope, receive, send)
+
+        async def hello(request):
+            return PlainTextResponse("hello")
+
+        def made_with(middleware):
+            return Starlette(routes=[Route("/", hello)], middleware=[Middleware(middleware)])
+
+        def mounting(middleware):
+            return Starlette(routes=[Mount("/inner", made_with(middleware))])
+        """,
+        test_middleware="""
+        import httpx
+        import pytest
+        from starlette.testclient import TestClient
+        from middleware_app import ReadsOnce, ReadsPerRequest, made_with, mounting
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.parametrize("middleware", [ReadsOnce, ReadsPerRequest])
+        def test_through_test_client(middleware):
+            assert TestClient(made_with(middleware)).get("/").text == "hello"
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("middleware", [ReadsOnce, ReadsPerRequest])
+        async def test_through_asgi_transport(middleware):
+            transport = httpx.ASGITransport(app=made_with(middleware))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/")).text == "hello"
+
+        @pytest.mark.parametrize("middleware", [ReadsOnce, ReadsPerRequest])
+        def test_mounted(middleware):
+            assert TestClient(mounting(middleware)).get("/inner/").text == "hello"
+        """,
+    )
+    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result.assert_outcomes(passed=3, failed=3)
+    per_request = line_of(pytester.path / "middleware_app.py", "PER-REQUEST")
+    for test in ("test_through_test_client", "test_through_asgi_transport", "test_mounted"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*_ {test}?ReadsPerRequest? _*",
+                f"  called open('*config.txt', 'r') at middleware_app.py:{per_request} in *",
+            ]
+        )
+    result.stdout.no_fnmatch_line("FAILED *ReadsOnce*")
 
 
 def test_a_stall_in_frameworks_first_use_passes_and_allowed_frames_can_be_added(

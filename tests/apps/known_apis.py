@@ -5,8 +5,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import mimetypes
+import os
+import shutil
 import smtplib
 import sqlite3
 import tempfile
@@ -133,6 +136,31 @@ def _file() -> None:
     DATA.read_text()  # FILE
 
 
+def _listdir() -> None:
+    os.listdir(TEMPLATES)  # LISTDIR
+
+
+def _walk() -> None:
+    for _ in os.walk(TEMPLATES):  # WALK
+        pass
+
+
+def _glob() -> None:
+    glob.glob(f"{TEMPLATES}/*.txt")  # GLOB
+
+
+def _exists() -> None:
+    os.path.exists(DATA)  # EXISTS
+
+
+def _pathlib() -> None:
+    DATA.is_file()  # PATHLIB
+
+
+def _copy() -> None:
+    shutil.copyfile(DATA, TEMPLATES / "copy.txt")  # COPY
+
+
 def _mimetypes() -> None:
     mimetypes.init()  # reads the system's MIME tables: the standard library's lazy set-up
     mimetypes.guess_type("report.csv")
@@ -163,6 +191,12 @@ CALLS: dict[str, Callable[[], None]] = {
     "pwdlib": _pwdlib,
     "pbkdf2": _pbkdf2,
     "file": _file,
+    "listdir": _listdir,
+    "walk": _walk,
+    "glob": _glob,
+    "exists": _exists,
+    "pathlib": _pathlib,
+    "copy": _copy,
     "mimetypes": _mimetypes,
     "template": _template,
     "zoneinfo": _zoneinfo,
