@@ -31,6 +31,7 @@ import sys
 import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from threading import get_ident
@@ -501,20 +502,22 @@ class CallCatcher:
         import socket  # here: importing loopwatch's plugin loads no socket, ssl or sqlite3
 
         for name in _SOCKET_METHODS:
-            self._wrap(socket.socket, name, f"socket.{name}", "socket", _in_blocking_mode, _peer)
+            self._wrap(
+                socket.socket, name, f"socket.{name}", "socket", _first(_in_blocking_mode), _peer
+            )
         for name in ("read", "write"):
-            self._wrap(os, name, f"os.{name}", "file", _blocks, _first_argument)
+            self._wrap(os, name, f"os.{name}", "file", _first(_blocks), _first_argument)
         # A file's metadata, announced by no audit event: `os.path.exists` and friends and
         # `pathlib.Path.stat`/`.exists`/`.is_file` ask through these.
         for name in ("stat", "lstat"):
-            self._wrap(os, name, f"os.{name}", "file", _not_library_data, _first_argument)
+            self._wrap(os, name, f"os.{name}", "file", _first(_not_library_data), _first_argument)
         if sys.version_info < (3, 13):
             # Announced as the audit event time.sleep from 3.13 on.
             import time
 
             self._wrap(time, "sleep", "time.sleep", "sleep", None, _first_argument)
         for api, owner, name in apis:
-            self._wrap(owner, name, api.name, api.family, api.blocks, _arguments(api))
+            self._wrap(owner, name, api.name, api.family, _blocking_when(api), _arguments(api))
         mock = sys.modules.get("unittest.mock")
         if mock is not None and not self._is_ours(mock.CallableMixin, "_mock_call"):
             self._know_stand_ins(mock)
@@ -544,10 +547,10 @@ class CallCatcher:
         name: str,
         shown_as: str,
         family: str,
-        blocks: Callable[[Any], bool] | None,
+        blocks: Callable[[tuple[Any, ...]], bool] | None,
         describe: Callable[[str, tuple[Any, ...], dict[str, Any]], str],
     ) -> None:
-        """Notice calls of `owner.name` (whose first argument `blocks`), until `stop`."""
+        """Notice calls of `owner.name` (whose arguments say it `blocks`), until `stop`."""
         if self._is_ours(owner, name):
             return
         original = getattr(owner, name)
@@ -556,13 +559,15 @@ class CallCatcher:
 
         def watched(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True  # pytest: a traceback through here points at the app
-            if get_ident() in running_stretches and (blocks is None or (args and blocks(args[0]))):
+            if get_ident() in running_stretches and (blocks is None or blocks(args)):
                 catcher.notice(lambda: describe(shown_as, args, kwargs), family, called)
             return original(*args, **kwargs)
 
         watched.__name__ = watched.__qualname__ = name
         watched.__wrapped__ = original  # type: ignore[attr-defined]
-        self._replace(owner, name, watched)
+        # A type defined in C takes no new attributes: its calls go unseen.
+        with contextlib.suppress(TypeError, AttributeError):
+            self._replace(owner, name, watched)
 
     # -- mocks standing in for blocking APIs ---------------------------------------------
 
@@ -731,6 +736,24 @@ def _stand_in_for(
             return entry[0], name[len(root) :] if name.startswith(root) else ""
         node, depth = node.__dict__.get("_mock_new_parent"), depth + 1
     return None
+
+
+def _first(blocks: Callable[[Any], bool]) -> Callable[[tuple[Any, ...]], bool]:
+    """A call blocks when its first argument says so."""
+    return lambda args: bool(args) and blocks(args[0])
+
+
+def _blocking_when(api: BlockingApi) -> Callable[[tuple[Any, ...]], bool] | None:
+    """When a call of `api` blocks, from its arguments; None: always."""
+    if api.path_argument is not None:
+        at = api.path_argument + (1 if api.is_method else 0)
+        return lambda args: len(args) > at and _is_a_file_of_the_app(args[at])
+    return None if api.blocks is None else _first(api.blocks)
+
+
+def _is_a_file_of_the_app(value: object) -> bool:
+    """A path (not a file object or buffer) outside the libraries' own files."""
+    return isinstance(value, (str, bytes, os.PathLike)) and not _is_library_data(value)
 
 
 def _not_library_data(path: object) -> bool:
