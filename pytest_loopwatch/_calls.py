@@ -22,6 +22,7 @@ block at all.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import os
@@ -31,7 +32,6 @@ import sys
 import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from threading import get_ident
