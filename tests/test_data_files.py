@@ -4,6 +4,9 @@ caught at each library's entry points, when given a path; a buffer in memory pas
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 
 import pytest
 from conftest import line_of
@@ -154,3 +157,37 @@ def test_a_data_file_on_the_loop_fails_and_a_buffer_or_the_threadpool_passes(
             "  fix: *anyio.to_thread.run_sync*",
         ]
     )
+
+
+def test_every_catalogue_entry_of_an_installed_library_is_where_it_says() -> None:
+    # The entries name modules private to their libraries (`pandas.core.frame`,
+    # `h5py._hl.files`, `httpx._client`): a library that moves one loses its calls silently.
+    found = subprocess.run(
+        [sys.executable, "-c", FIND_THE_CATALOGUE],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    missing, looked_at = json.loads(found.stdout)
+    assert missing == []
+    assert looked_at > 40
+
+
+FIND_THE_CATALOGUE = """
+import importlib, importlib.util, json, sys
+from pytest_loopwatch._blocking_apis import CATALOGUE, resolve
+
+missing, looked_at = [], 0
+for api in CATALOGUE:
+    try:
+        installed = importlib.util.find_spec(api.module) is not None
+    except ImportError:  # its package is not installed
+        installed = False
+    if not installed:
+        continue
+    importlib.import_module(api.module)
+    looked_at += 1
+    if resolve(api, dict(sys.modules)) is None:
+        missing.append(f"{api.module}:{api.attribute}")
+print(json.dumps([missing, looked_at]))
+"""
