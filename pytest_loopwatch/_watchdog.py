@@ -147,7 +147,11 @@ class Watchdog:
     def _set_alarm(self, when: float, look_after: float) -> None:
         """With `_setting` held."""
         self._alarm_at = when
-        set_alarm_stale_after(when - look_after / 2)
+        # An alarm further ahead than a stretch starting now may wait for its first look (a
+        # long stretch's looks thin out) is stale at once: each stretch that starts brings
+        # it nearer.
+        far = when > clock() + look_after
+        set_alarm_stale_after(-math.inf if far else when - look_after / 2)
         try:
             if self._alarm is not None:
                 self._alarm.ring_at(when)
@@ -165,9 +169,11 @@ class Watchdog:
             if alarm_at:
                 if alarm_at <= start:
                     return  # it has rung: the watchdog, about to look, finds this stretch
-                if alarm_at >= start + look_after / 2:
+                if alarm_at > start + look_after:
+                    pass  # too far ahead for this stretch's first look: brought nearer
+                elif alarm_at >= start + look_after / 2:
                     return  # set far enough ahead since this stretch read it
-                if len(running_stretches) > 1:
+                elif len(running_stretches) > 1:
                     return  # another thread's stretch may need it this soon
             self._set_alarm(start + look_after, look_after)
 
