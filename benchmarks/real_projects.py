@@ -66,6 +66,14 @@ PROJECTS = (
         "bcrypt at its default cost (12) in `async def` register and login",
         ("src/_core/common/security.py:5", "src/_core/common/security.py:9"),
     ),
+    KnownBug(
+        "h5grove",
+        "silx-kit/h5grove",
+        "5024e0d~1",
+        "5024e0d",
+        "HDF5 files opened with `h5py.File` (C-level I/O, 2-4 ms) from `async def` endpoints",
+        ("src/h5grove/utils.py:381",),
+    ),
 )
 
 
