@@ -107,7 +107,8 @@ def test_a_fast_or_mocked_call_on_the_loop_fails_and_off_the_loop_passes(
     pytester: pytest.Pytester, known_apis: Path, name: str, tag: str, described: str
 ) -> None:
     pytester.makepyfile(EACH_WAY.replace("{name}", name))
-    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    # The threshold out of the way: under load a slow call is named on a stall instead.
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=10s", "-p", "no:randomly")
     result.assert_outcomes(passed=4, failed=2)
     called = described.replace("[", "[[]")
     for test in ("test_through_asgi_transport?async?", "test_through_test_client?async?"):
@@ -138,7 +139,7 @@ def test_the_fix_names_the_async_way_for_each_kind_of_call(
             test_client.get(f"/async/{name}")
         """
     )
-    result = pytester.runpytest("--loopwatch", "-p", "no:randomly")
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=10s", "-p", "no:randomly")
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(
         [
@@ -186,10 +187,17 @@ def test_an_async_client_made_per_request_loads_certificates_on_the_loop(
     result.stdout.fnmatch_lines(
         [
             "*_ test_per_request _*",
-            f"  called ssl.SSLContext.load_verify_locations(*) at known_apis.py:"
+            "loopwatch: 1 blocking call was made on the event loop",
+            "*",
+            f"  called * at known_apis.py:"
             f"{line_of(known_apis, 'ASYNC-CLIENT: loads the CA bundle')} in *",
-            "  fix: build the client (and its SSL context) once, in the lifespan, and reuse it",
         ]
+    )
+    # Each line is named once, by its first call: httpx 0.27 (tox's lowest) looks for the
+    # bundle file (`os.stat`) before loading it.
+    reported = result.stdout.str()
+    assert "called ssl.SSLContext.load_verify_locations(" in reported or (
+        "called os.stat(" in reported
     )
 
 
