@@ -510,7 +510,9 @@ class CallCatcher:
         # A file's metadata, announced by no audit event: `os.path.exists` and friends and
         # `pathlib.Path.stat`/`.exists`/`.is_file` ask through these.
         for name in ("stat", "lstat"):
-            self._wrap(os, name, f"os.{name}", "file", _first(_not_library_data), _first_argument)
+            self._wrap(
+                os, name, f"os.{name}", "file", _first(_is_a_file_of_the_app), _first_argument
+            )
         if sys.version_info < (3, 13):
             # Announced as the audit event time.sleep from 3.13 on.
             import time
@@ -754,11 +756,6 @@ def _blocking_when(api: BlockingApi) -> Callable[[tuple[Any, ...]], bool] | None
 def _is_a_file_of_the_app(value: object) -> bool:
     """A path (not a file object or buffer) outside the libraries' own files."""
     return isinstance(value, (str, bytes, os.PathLike)) and not _is_library_data(value)
-
-
-def _not_library_data(path: object) -> bool:
-    """A path of the app's: not a descriptor already open, nor a library's own file."""
-    return not isinstance(path, int) and not _is_library_data(path)
 
 
 def _is_library_data(path: object) -> bool:
