@@ -43,8 +43,8 @@ import time
 import weakref
 from collections import Counter
 from contextvars import Context
-from dataclasses import dataclass
 from types import BuiltinMethodType, FrameType, ModuleType
+from typing import NamedTuple
 
 # The module, not its attributes: the watch and the collector change them as they run.
 import pytest_loopwatch._stretches as _stretches
@@ -68,8 +68,7 @@ _TRIO_IDLE_WORKER = "Trio thread "
 guest run (trio 0.26-0.35)."""
 
 
-@dataclass(slots=True)
-class _Counts:
+class _Counts(NamedTuple):
     """The OS's counts at one beat."""
 
     at: float
@@ -84,17 +83,29 @@ class _Counts:
     """Threads that wait for I/O for a trio guest run: native id -> times on a CPU."""
 
 
-@dataclass(slots=True)
 class _Beat:
     """One loop's beat: when it is due, and the counts of the last one."""
 
-    generation: int
-    thread: int
-    native_thread: int
-    counts: _Counts | None
-    due: float = 0.0
-    interval: float = 0.0
-    on_trio: bool = False
+    # A plain class, as the engine's other records: a dataclass costs a millisecond to
+    # make at import, which every watched session pays.
+    __slots__ = ("counts", "due", "generation", "interval", "native_thread", "on_trio", "thread")
+
+    def __init__(
+        self,
+        generation: int,
+        thread: int,
+        native_thread: int,
+        counts: _Counts | None,
+        *,
+        on_trio: bool = False,
+    ) -> None:
+        self.generation = generation
+        self.thread = thread
+        self.native_thread = native_thread
+        self.counts = counts
+        self.due = 0.0
+        self.interval = 0.0
+        self.on_trio = on_trio
 
 
 _beating: weakref.WeakSet[object] = weakref.WeakSet()
@@ -105,6 +116,9 @@ _stopped_on_trio: weakref.WeakKeyDictionary[object, object] = weakref.WeakKeyDic
 """trio run (its root task) -> its beat's task, stopped while a task waits for idle."""
 
 _generation = 0
+_began_since_stop = False
+"""Whether a beat began since `stop_beating`: one name tells a test that called no app
+that there is nothing to stop."""
 """Counts the watches stopped: a beat of an earlier one ends at its next run."""
 
 _reported: dict[int, float] = {}
@@ -124,6 +138,7 @@ def keep_beating(loop: asyncio.AbstractEventLoop | None) -> None:
         return
     call_catcher.install_hook()  # which counts imports, also where calls are not caught
     _beating.add(loop)
+    _began()
     beat = _new_beat()
     if _listening(beat, first=True):
         _schedule(loop, beat)
@@ -143,6 +158,7 @@ def _keep_beating_on_trio() -> None:
         return
     call_catcher.install_hook()
     _beating.add(run)
+    _began()
     beat = _new_beat(on_trio=True)
     if _listening(beat, first=True):
         trio.lowlevel.spawn_system_task(
@@ -174,11 +190,17 @@ def _waited_for_idle(trio: ModuleType) -> bool:
     return bool(getattr(runner, "waiting_for_idle", None))
 
 
+def _began() -> None:
+    global _began_since_stop
+    _began_since_stop = True
+
+
 def stop_beating() -> None:
     """End every beat at its next run."""
-    global _generation
-    if not (_beating or _reported or _stopped_on_trio):
+    global _generation, _began_since_stop
+    if not _began_since_stop:
         return  # no beat began since the last stop
+    _began_since_stop = False
     _generation += 1
     _beating.clear()
     _reported.clear()

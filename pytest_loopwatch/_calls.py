@@ -26,14 +26,12 @@ import contextlib
 import fnmatch
 import functools
 import os
-import pkgutil
 import re
 import sys
 import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from threading import get_ident
 from types import FrameType
 from typing import Any
@@ -110,18 +108,25 @@ def check_allowed(patterns: Iterable[str]) -> None:
             raise InvalidAllowPattern(pattern)
 
 
-@dataclass(frozen=True)
 class AllowRules:
     """`module:function` patterns, fnmatch on both sides, and one expression for them all:
     every frame between a blocking call and the app is asked, and nearly none matches."""
 
-    patterns: tuple[str, ...]
-    expression: re.Pattern[str]
+    __slots__ = ("_expression", "patterns")
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = patterns
+        # Compiled when first asked: the default rules make one expression that takes
+        # 3 ms to compile, which a session whose tests make no blocking call never needs.
+        self._expression: re.Pattern[str] | None = None
 
     def rule_for(self, name: str) -> str | None:
         """The first pattern `name` matches (which rule let a finding pass, for the
         allow-list's audit), if any."""
-        if not self.expression.match(name):
+        expression = self._expression
+        if expression is None:
+            expression = self._expression = _compiled(self.patterns)
+        if not expression.match(name):
             return None
         return next(p for p in self.patterns if _compiled((p,)).match(name))
 
@@ -133,7 +138,7 @@ def allow_rules(patterns: Iterable[str]) -> AllowRules:
 @functools.cache
 def _allow_rules(patterns: tuple[str, ...]) -> AllowRules:
     # Every watched test asks for the run's same patterns: translated once (0.5 ms a test).
-    return AllowRules(patterns, _compiled(patterns))
+    return AllowRules(patterns)
 
 
 @functools.cache
@@ -443,7 +448,9 @@ class CallCatcher:
 
     def take_allowed_counts(self) -> Counter[str]:
         """The calls each rule let pass since the last call."""
-        counts, self.allowed_counts = self.allowed_counts, Counter()
+        counts = self.allowed_counts
+        if counts:  # nearly never: one empty counter serves every test that had none
+            self.allowed_counts = Counter()
         return counts
 
     def _allowing(self, name: str) -> str | None:
@@ -706,6 +713,8 @@ def _place_set(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]
         return (args[0], args[1]) if isinstance(args[1], str) else None
     if args and isinstance(args[0], str) and "." in args[0]:
         path, _, name = args[0].rpartition(".")
+        import pkgutil  # here: a session that patches by dotted path is rare, pkgutil slow to load
+
         try:
             return pkgutil.resolve_name(path), name
         except (ImportError, AttributeError, ValueError):

@@ -17,7 +17,6 @@ Nothing of the engine is imported until the first watched test: a pytest run wit
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections import Counter
@@ -110,9 +109,9 @@ class Engine:
             return
         follower.stop_following()
         stop_beating()
-        living = functools.cache(_living_threads)  # enumerated once, if asked at all
-        forget_the_threads_seen(living)
-        call_catcher.forget_the_threads_seen(living)
+        # Each asks for the living threads only if it kept something for a thread.
+        forget_the_threads_seen(_living_threads)
+        call_catcher.forget_the_threads_seen(_living_threads)
 
     def outlived(self) -> list[Recorder]:
         """The ended watches that got stalls since the last call: work their test's
@@ -122,6 +121,10 @@ class Engine:
     def take_allowed_counts(self) -> Counter[str]:
         """The blocking calls each allow rule let pass since the last call."""
         return call_catcher.take_allowed_counts()
+
+    def take_internal_errors(self) -> list[str]:
+        """Every error of loopwatch itself noted since the last call."""
+        return take()
 
     def rest(self) -> None:
         """Before a test that is not watched: nothing of loopwatch stays in place."""
@@ -146,8 +149,3 @@ class Engine:
 
 def _living_threads() -> set[int]:
     return {thread.ident for thread in threading.enumerate() if thread.ident is not None}
-
-
-def internal_errors() -> list[str]:
-    """Every error of loopwatch itself noted since the last call."""
-    return take()

@@ -238,6 +238,9 @@ class SpawnFollower:
         self._trio_runs: dict[object, _FollowingInstrument] = {}
         self._trio_token: tuple[type, Any, Any] | None = None
         """trio's token class, its `run_sync_soon` and the shadow put in its place."""
+        self._followed_since_stop = False
+        """Whether `follow` ran since `stop_following`: nearly every test that calls no
+        app has nothing to put back, and is told so by one attribute."""
         self._callbacks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, _FollowingCallbacks
         ] = weakref.WeakKeyDictionary()
@@ -254,6 +257,7 @@ class SpawnFollower:
     def follow(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Follow the tasks spawned on `loop`, the running asyncio loop; None: on the
         trio run the caller is in, if any."""
+        self._followed_since_stop = True
         self.followed_loop = loop
         self.followed_loop_attributes = None
         self.spawn_hook = None
@@ -315,10 +319,9 @@ class SpawnFollower:
     def stop_following(self) -> None:
         """Put every loop's task factory and scheduling methods back; instruments end with
         their trio run."""
-        if self.followed_loop is None and not (
-            self._loops or self._callbacks or self._trio_runs or self._trio_token
-        ):
-            return  # nothing followed since the last stop: a test that called no app
+        if not self._followed_since_stop:
+            return  # a test that called no app
+        self._followed_since_stop = False
         for loop, factory in list(self._loops.items()):
             if loop.get_task_factory() is factory:
                 loop.set_task_factory(factory.previous)

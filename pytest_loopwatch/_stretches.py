@@ -15,7 +15,6 @@ import types
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, TypeAlias
 
@@ -116,22 +115,35 @@ def set_alarm_stale_after(when: float) -> None:
     alarm_stale_after = when
 
 
-@dataclass(slots=True)
 class Look:
     """What the watchdog saw of one running stretch."""
 
-    stretch: Stretch
-    samples: Counter[SampledStack] = field(default_factory=Counter)
-    """How often each stack was seen."""
-    hang_shown: bool = False
-    """Whether the watchdog has shown this stretch as a hang."""
-    counted_from: tuple[float, CpuTimes | None] | None = None
-    """When the watchdog first sampled the stretch, and the OS's CPU counts then: from
-    these, the machine's share of the rest of the stretch."""
-    process_cpu_from: float | None = None
-    """The process's CPU time at the first look: what the other threads did meanwhile."""
-    started_thread_ran: float | None = None
-    """At the first look, if the loop thread was starting a thread: that thread's CPU time."""
+    # A plain class: a dataclass costs a millisecond to make at import.
+    __slots__ = (
+        "counted_from",
+        "hang_shown",
+        "process_cpu_from",
+        "samples",
+        "started_thread_ran",
+        "stretch",
+    )
+
+    def __init__(
+        self, stretch: Stretch, *, counted_from: tuple[float, CpuTimes | None] | None = None
+    ) -> None:
+        self.stretch = stretch
+        self.samples: Counter[SampledStack] = Counter()
+        """How often each stack was seen."""
+        self.hang_shown = False
+        """Whether the watchdog has shown this stretch as a hang."""
+        self.counted_from = counted_from
+        """When the watchdog first sampled the stretch, and the OS's CPU counts then: from
+        these, the machine's share of the rest of the stretch."""
+        self.process_cpu_from: float | None = None
+        """The process's CPU time at the first look: what the other threads did meanwhile."""
+        self.started_thread_ran: float | None = None
+        """At the first look, if the loop thread was starting a thread: that thread's CPU
+        time."""
 
     def time_kept_from_cpu(self, now: CpuTimes | None) -> float:
         """Seconds of the whole stretch that the machine, not the app, took, where no

@@ -17,7 +17,7 @@ from ._framework_work import app_line_for, body_models, framework_work
 from ._records import GIL_HELD_ELSEWHERE, Endpoint, Frame, RawStall, SampledStack, Stall
 from ._routes import match_again
 from ._stacks import blocking_line, blocking_stack, to_frame
-from ._stretches import wait_for_other_threads
+from ._stretches import running_stretches, wait_for_other_threads
 
 OFF_THE_LOOP = (
     "move the work off the loop: `await anyio.to_thread.run_sync(...)` "
@@ -72,7 +72,6 @@ class Watch:
         """`module:function` patterns under which calls and stalls are let pass."""
         self.app_calls = 0
         """How many calls of watched apps began while this watch was active."""
-        self._allowed_stalls = allow_rules((*LAZY_INITIALISATION, *self.allowed))
         self.allowed_counts: Counter[str] = Counter()
         """Allow rule -> the stalls it let pass."""
         self._recorded: list[RawStall] = []
@@ -111,6 +110,10 @@ class Watch:
                 self._calls_seen.add(line)
             self._recorded.append(stall)
 
+    def has_unreported(self) -> bool:
+        """Whether `take_unreported` may have anything to give, at once."""
+        return bool(self._recorded or running_stretches) or self._reported != len(self._stalls)
+
     def take_unreported(self) -> tuple[Stall, ...]:
         """The stalls recorded since the last call; the plugin reports each once.
 
@@ -118,7 +121,8 @@ class Watch:
         test just got its response to) may be about to record a stall of this test: it
         gets a moment to end first.
         """
-        wait_for_other_threads(timeout=max(1.0, 10 * self.threshold))
+        if running_stretches:
+            wait_for_other_threads(timeout=max(1.0, 10 * self.threshold))
         if not self._recorded and self._reported == len(self._stalls):
             return ()  # nearly every phase of every test
         self._resolve()
@@ -139,8 +143,10 @@ class Watch:
 
     def _allowing(self, stack: SampledStack) -> str | None:
         """The allow rule that a frame of a stall's sampled stack matches, if any."""
+        # Asked only of a stall, off the loop: a watch that sees none never translates them.
+        rules = allow_rules((*LAZY_INITIALISATION, *self.allowed))
         for frame in stack:
-            rule = self._allowed_stalls.rule_for(f"{frame[3]}:{frame[2]}")
+            rule = rules.rule_for(f"{frame[3]}:{frame[2]}")
             if rule is not None:
                 return rule
         return None

@@ -313,8 +313,7 @@ def _test_state(item: pytest.Item) -> TestState:
     return state
 
 
-def _begin(item: pytest.Item) -> None:
-    state = _test_state(item)
+def _begin(item: pytest.Item, state: TestState) -> None:
     run = item.config.stash[RUN]
     run.running_test = item.nodeid
     run.running_item = item
@@ -379,10 +378,9 @@ def _hang_display(config: pytest.Config) -> Any:
     return show
 
 
-def _hold(item: pytest.Item, during: str | None) -> None:
+def _hold(item: pytest.Item, state: TestState, during: str | None) -> None:
     """Take the findings recorded since the last take into the run's, and hold the new
     ones (not in the baseline) for the test's report under `during` (None: the body)."""
-    state = _test_state(item)
     if state.watch is None:
         return
     try:
@@ -410,21 +408,23 @@ def _hold(item: pytest.Item, during: str | None) -> None:
 def _hold_for_fixture(config: pytest.Config, fixturedef: Any, phase: str) -> None:
     """A fixture's findings, named after it: reported with the test it ran for."""
     item = config.stash[RUN].running_item
-    if item is None or _test_state(item).watch is None:
+    if item is None:
+        return
+    state = _test_state(item)
+    if state.watch is None or not state.watch.has_unreported():
         return
     scope = fixturedef.scope
     kind = "fixture" if scope == "function" else f"{scope} fixture"
-    _hold(item, f"{phase} of {kind} {fixturedef.argname}")
+    _hold(item, state, f"{phase} of {kind} {fixturedef.argname}")
 
 
-def _check(item: pytest.Item, when: str, failed: bool) -> None:
+def _check(item: pytest.Item, state: TestState, when: str, failed: bool) -> None:
     """Report the test's findings so far: fail this phase with them, or add them beside a
     failure. Setup's wait for the test's end: a finding in a fixture (a client fixture
     that logs in) must not keep the body from running and showing its own."""
-    state = _test_state(item)
     if state.watch is None:
         return
-    _hold(item, None if when == "call" else when)
+    _hold(item, state, None if when == "call" else when)
     if not state.held or (when == "setup" and not failed):
         return
     groups, state.held = state.held, []
@@ -445,10 +445,10 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
         pytest.fail(text, pytrace=False)
 
 
-def _watch_clients_imported_since(item: pytest.Item) -> None:
+def _watch_clients_imported_since(item: pytest.Item, state: TestState) -> None:
     """A test client imported by the previous phase (a fixture's import) is watched from now on."""
     engine = item.config.stash[RUN].engine
-    if _test_state(item).watch is None or engine is None:
+    if state.watch is None or engine is None:
         return
     try:
         engine.watch_clients_imported_since()
@@ -456,37 +456,38 @@ def _watch_clients_imported_since(item: pytest.Item) -> None:
         _internal_error(item, f"could not watch the test clients: {error!r}")
 
 
-def _end(item: pytest.Item) -> None:
-    watch = _test_state(item).watch
+def _end(item: pytest.Item, state: TestState) -> None:
+    watch = state.watch
     run = item.config.stash[RUN]
     if watch is None or run.engine is None:
         return
-
-    import pytest_loopwatch._engine as engine_module
-
     run.app_calls += watch.app_calls
     try:
         run.engine.end(watch)
         _collect_outlived(run)
-        run.allowed.update(watch.allowed_counts)
-        run.allowed.update(run.engine.take_allowed_counts())
+        if watch.allowed_counts:
+            run.allowed.update(watch.allowed_counts)
+        allowed = run.engine.take_allowed_counts()
+        if allowed:
+            run.allowed.update(allowed)
     except Exception as error:  # noqa: BLE001 - loopwatch must never break the suite
         _internal_error(item, f"could not stop watching: {error!r}")
-    for message in engine_module.internal_errors():
+    for message in run.engine.take_internal_errors():
         _internal_error(item, message)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Start watching before the first fixture, and fail setup if a fixture's request blocked."""
-    _begin(item)
+    state = _test_state(item)
+    _begin(item, state)
     try:
         result = yield
     except BaseException:
-        _test_state(item).failed = True
-        _check(item, "setup", failed=True)
+        state.failed = True
+        _check(item, state, "setup", failed=True)
         raise
-    _check(item, "setup", failed=False)
+    _check(item, state, "setup", failed=False)
     return result
 
 
@@ -508,31 +509,38 @@ def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureReques
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Fail the test after it ran if its app code, or its fixtures', blocked the loop."""
-    _watch_clients_imported_since(item)
+    state = _test_state(item)
+    _watch_clients_imported_since(item, state)
     try:
         result = yield
     except BaseException:
-        _test_state(item).failed = True
-        _check(item, "call", failed=True)
+        state.failed = True
+        _check(item, state, "call", failed=True)
         raise
-    _check(item, "call", failed=False)
+    _check(item, state, "call", failed=False)
     return result
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """Stop watching after the last fixture, failing teardown if a finalizer's request blocked."""
-    _watch_clients_imported_since(item)
+    """Stop watching after the last fixture, failing teardown if a finalizer's request
+    blocked; then the test's watch goes (its stalls were reported)."""
+    state = _test_state(item)
+    _watch_clients_imported_since(item, state)
     try:
-        result = yield
-    except BaseException:
-        _check(item, "teardown", failed=True)
-        raise
+        try:
+            result = yield
+        except BaseException:
+            _check(item, state, "teardown", failed=True)
+            raise
+        finally:
+            _end(item, state)
+            item.config.stash[RUN].running_item = None
+        _check(item, state, "teardown", failed=False)
+        return result
     finally:
-        _end(item)
-        item.config.stash[RUN].running_item = None
-    _check(item, "teardown", failed=False)
-    return result
+        # Kept no longer than its test: a session of many tests keeps no watch.
+        state.watch, state.held = None, []
 
 
 @pytest.fixture
