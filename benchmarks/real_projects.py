@@ -74,6 +74,15 @@ PROJECTS = (
         "HDF5 files opened with `h5py.File` (C-level I/O, 2-4 ms) from `async def` endpoints",
         ("src/h5grove/utils.py:381",),
     ),
+    KnownBug(
+        "ods",
+        "Osmantic/ODS",
+        "60f35831~1",
+        "60f35831",
+        "`urllib.request.urlopen` of GitHub's release API in `async def get_update_dry_run`"
+        " (dream-server/extensions/services/dashboard-api; the tests mock urlopen)",
+        ("routers/updates.py:237",),
+    ),
 )
 
 

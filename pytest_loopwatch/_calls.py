@@ -25,10 +25,12 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import inspect
 import os
 import re
 import sys
 import types
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -290,6 +292,22 @@ botocore's service models). Opening a file of the project's own, or anywhere els
 app's."""
 
 
+class _AssignmentsHeard(types.ModuleType):
+    """The class a module holding known blocking APIs takes while calls are caught: a
+    test's own `requests.get = fake` (no monkeypatch) is heard, and the fake is that API
+    when app code calls it. Reading attributes costs what it did: only setting them runs
+    here."""
+
+    heard: Callable[[types.ModuleType, str, Any], Any] | None = None
+    """What an assignment puts in place instead of the value given; never raises."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        heard = _AssignmentsHeard.heard
+        if heard is not None and name != "__class__":
+            value = heard(self, name, value)
+        super().__setattr__(name, value)
+
+
 class CallCatcher:
     """Reports, through each stretch's handler, the blocking calls app code makes on the loop."""
 
@@ -318,6 +336,11 @@ class CallCatcher:
         """The catalogue's modules, by identity, when `_apis_found` was looked up."""
         self._wrapped_at: tuple[int, int] | None = None
         """`modules_mark()` when the wrappers were last put in place; None: not in place."""
+        self._assigned_mocks: dict[int, int] = {}
+        """id(a known API) -> id(the mock a test assigned in its place last)."""
+        self._originals: dict[tuple[int, str], Any] = {}
+        """(id(module), name) -> the known API there before anything was put in its place,
+        for the modules whose assignments are heard."""
 
     # -- switching -----------------------------------------------------------------------
 
@@ -534,6 +557,7 @@ class CallCatcher:
         monkeypatch = getattr(sys.modules.get("pytest"), "MonkeyPatch", None)
         if monkeypatch is not None and not self._is_ours(monkeypatch, "setattr"):
             self._know_fakes(monkeypatch)
+        self._hear_assignments()
         self._apis_wrapped = apis
 
     def _imported_apis(self) -> list[tuple[BlockingApi, Any, str]]:
@@ -631,6 +655,95 @@ class CallCatcher:
 
     # -- fakes a test puts in their place ----------------------------------------------
 
+    def _hear_assignments(self) -> None:
+        """Hear assignments to the modules that hold known APIs at their top level, by
+        their own module's name or the public one (`requests.api.get`, `requests.get`)."""
+        modules = dict(sys.modules)
+        for api in CATALOGUE:
+            if "." in api.attribute:
+                continue  # a method: a class's attributes are not heard
+            public, _, _ = api.name.rpartition(".")
+            for name in dict.fromkeys((api.module, public)):
+                module = modules.get(name)
+                value = None if module is None else vars(module).get(api.attribute)
+                if value is None or value is not getattr(modules[api.module], api.attribute, 0):
+                    continue
+                place = (id(module), api.attribute)
+                placed = self._in_place.get(place)
+                original = value if placed is None else getattr(placed[2], "__wrapped__", value)
+                self._originals.setdefault(place, original)
+                if type(module) is types.ModuleType:  # one with a class of its own keeps it
+                    module.__class__ = _AssignmentsHeard
+                    self._restore.append(functools.partial(_stop_hearing, module))
+        _AssignmentsHeard.heard = self._assigned
+
+    def _assigned(self, module: types.ModuleType, name: str, value: Any) -> Any:
+        """What goes in place when a test sets `module.name` to `value`."""
+        try:
+            place = (id(module), name)
+            original = self._originals.get(place)
+            if original is None or not callable(value) or _is_standing_in(value):
+                return value
+            if value is original:  # put back: the wrapper, if loopwatch had one there
+                placed = self._in_place.get(place)
+                return value if placed is None else placed[2]
+            api = _api_replaced_by(vars(module).get(name)) or _api_replaced_by(original)
+            return value if api is None else self._standing_in_for(api, original, value)
+        except Exception as error:  # noqa: BLE001 - inside the user's test
+            note(f"following an assignment to {getattr(module, '__name__', '?')}.{name}: {error!r}")
+            return value
+
+    def _standing_in_for(self, api: BlockingApi, original: Any, fake: Any) -> Any:
+        """`fake`, noticed as `api` when app code calls it on the loop; a fake class is a
+        subclass whose construction, and its methods named as the real class's known ones,
+        are noticed."""
+        if isinstance(fake, type):
+            return self._fake_class(api, fake) if isinstance(original, type) else fake
+        if isinstance(fake, types.FunctionType):
+            return self._standing_in(api, fake)
+        mock = sys.modules.get("unittest.mock")
+        if mock is not None and isinstance(fake, mock.NonCallableMock):
+            # Left in place, the mock the test set up and asserts on: known as a stand-in,
+            # as one `mock.patch` put there is (one entry per place, never more).
+            self._stand_ins.pop(self._assigned_mocks.pop(id(api), 0), None)
+            self._stand_ins[id(fake)] = (api, fake)
+            self._assigned_mocks[id(api)] = id(fake)
+            return fake
+        return _StandingInCall(self, api, fake)  # called unbound, as it was
+
+    def _fake_class(self, api: BlockingApi, fake: type) -> type:
+        catcher = self
+        called = f"{api.module}:{api.attribute}"
+        shown = f"{api.name}(...), replaced by {fake.__qualname__}"
+
+        def __init__(instance: Any, *args: Any, **kwargs: Any) -> None:
+            __tracebackhide__ = True  # pytest: a traceback through here points at the app
+            if get_ident() in running_stretches:
+                catcher.notice(lambda: shown, api.family, called)
+            fake.__init__(instance, *args, **kwargs)  # type: ignore[misc]
+
+        namespace: dict[str, Any] = {
+            "__init__": __init__,
+            "__module__": fake.__module__,
+            "__qualname__": fake.__qualname__,
+            "__doc__": fake.__doc__,
+        }
+        methods = f"{api.attribute}."
+        for method_api in CATALOGUE:
+            if method_api.module != api.module or not method_api.attribute.startswith(methods):
+                continue
+            method_name = method_api.attribute[len(methods) :]
+            method = inspect.getattr_static(fake, method_name, None)
+            if isinstance(method, types.FunctionType):
+                namespace[method_name] = self._standing_in(method_api, method)
+        try:
+            standing_in = type(fake)(fake.__name__, (fake,), namespace)
+        except Exception as error:  # noqa: BLE001 - a class that takes no subclass stays
+            note(f"standing in for {fake.__qualname__}: {error!r}")
+            return fake
+        _STANDING_IN.add(standing_in)
+        return standing_in
+
     def _know_fakes(self, monkeypatch_class: Any) -> None:
         """A function a test puts in place of a known blocking API with `monkeypatch.setattr`
         is that API when app code calls it: a fake `requests.get` in the test is a real one
@@ -642,7 +755,8 @@ class CallCatcher:
             __tracebackhide__ = True  # pytest: a traceback through here points at the app
             try:
                 place = _place_set(args, kwargs)
-                api = None if place is None else _api_replaced_by(getattr(*place, None))
+                api_value = None if place is None else getattr(*place, None)
+                api = _api_replaced_by(api_value)
             except Exception as error:  # noqa: BLE001 - inside the user's test
                 note(f"following a monkeypatch.setattr: {error!r}")
                 api = None
@@ -651,12 +765,12 @@ class CallCatcher:
                 return
             owner, name = place
             fake = getattr(owner, name, None)
-            # On a class a function becomes a method, as the fake did; anything else
-            # (a mock, a `staticmethod`) would be bound differently inside a function.
-            if isinstance(fake, types.FunctionType) or (
-                callable(fake) and not isinstance(owner, type) and not isinstance(fake, type)
-            ):
-                setattr(owner, name, catcher._standing_in(api, fake))  # undone with the patch
+            if type(owner) is _AssignmentsHeard or fake is None or _is_standing_in(fake):
+                return  # heard as an assignment already
+            original = getattr(api_value, "__wrapped__", api_value)
+            if callable(fake) and not isinstance(fake, staticmethod | classmethod):
+                # Undone with the patch.
+                setattr(owner, name, catcher._standing_in_for(api, original, fake))
 
         self._replace(monkeypatch_class, "setattr", setting)
 
@@ -672,6 +786,7 @@ class CallCatcher:
                 catcher.notice(lambda: shown, api.family, called)
             return fake(*args, **kwargs)
 
+        _STANDING_IN.add(standing_in)
         return standing_in
 
     def _is_ours(self, owner: Any, name: str) -> bool:
@@ -696,6 +811,44 @@ class CallCatcher:
                 delattr(owner, name)  # an inherited attribute was shadowed, not replaced
 
         self._restore.append(restore)
+
+
+class _StandingInCall:
+    """A callable object that is no descriptor: on a class it is called as the mock it
+    stands for was, without the instance."""
+
+    __slots__ = ("__weakref__", "_api", "_catcher", "_fake", "_shown")
+
+    def __init__(self, catcher: CallCatcher, api: BlockingApi, fake: Any) -> None:
+        self._catcher, self._api, self._fake = catcher, api, fake
+        self._shown = f"{api.name}(...), replaced by a {type(fake).__name__}"
+        _STANDING_IN.add(self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # pytest: a traceback through here points at the app
+        if get_ident() in running_stretches:
+            api = self._api
+            self._catcher.notice(lambda: self._shown, api.family, f"{api.module}:{api.attribute}")
+        return self._fake(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fake, name)  # the fake's own attributes, as the test set them
+
+
+_STANDING_IN: weakref.WeakSet[Any] = weakref.WeakSet()
+"""What loopwatch put in place of a fake: never wrapped again."""
+
+
+def _is_standing_in(value: Any) -> bool:
+    try:
+        return value in _STANDING_IN
+    except TypeError:  # unhashable: none of ours
+        return False
+
+
+def _stop_hearing(module: types.ModuleType) -> None:
+    if type(module) is _AssignmentsHeard:
+        object.__setattr__(module, "__class__", types.ModuleType)
 
 
 def _called_as(owner: Any, name: str) -> str:

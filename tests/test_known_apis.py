@@ -288,6 +288,87 @@ def test_a_blocking_call_replaced_by_a_fake_with_monkeypatch_still_counts(
     )
 
 
+def test_a_fake_put_in_place_by_plain_assignment_or_mocker_still_counts(
+    pytester: pytest.Pytester, known_apis: Path
+) -> None:
+    # Each way a test puts a fake in place of a known API, each with the same fake in a
+    # `def` endpoint beside it: the fake on the loop fails, off the loop passes.
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        import requests
+        from unittest import mock
+
+        class Response:
+            status_code = 200
+
+        def fake_get(url, **kwargs):
+            return Response()
+
+        class FakeClient:
+            def __init__(self, **options):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc_info):
+                pass
+
+            def get(self, url):
+                return Response()
+
+        @pytest.fixture
+        def assigned(request):
+            # Plain assignment, as a test without monkeypatch does, put back after.
+            saved = requests.get, httpx.Client
+            requests.get, httpx.Client = fake_get, FakeClient
+            yield
+            requests.get, httpx.Client = saved
+
+        @pytest.fixture
+        def mocked(mocker):
+            mocker.patch("requests.get", return_value=Response())
+            mocker.patch.object(httpx, "Client", FakeClient)
+
+        @pytest.fixture
+        def monkeypatched(monkeypatch):
+            monkeypatch.setattr(httpx, "Client", FakeClient)
+            monkeypatch.setattr(requests, "get", mock.Mock(return_value=Response()))
+
+        @pytest.mark.parametrize("way", ["async", "def"])
+        @pytest.mark.parametrize("faked", ["assigned", "mocked", "monkeypatched"])
+        @pytest.mark.parametrize("call", ["faked-get", "faked-client"])
+        def test_faked(test_client, request, faked, way, call):
+            request.getfixturevalue(faked)
+            assert test_client.get(f"/{way}/{call}").status_code == 200
+
+        def test_the_real_ones_are_back():
+            assert requests.get is requests.api.get
+            assert httpx.Client is httpx._client.Client
+        """
+    )
+    result = pytester.runpytest("--loopwatch", "--loopwatch-threshold=10s", "-p", "no:randomly")
+    result.assert_outcomes(passed=7, failed=6)
+    for faked in ("assigned", "mocked", "monkeypatched"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*_ test_faked[[]faked-get-{faked}-async[]] _*",
+                f"  called requests.get(...), replaced by * at known_apis.py:"
+                f"{line_of(known_apis, 'FAKED-GET')} in _faked_get",
+            ]
+        )
+        result.stdout.fnmatch_lines(
+            [
+                f"*_ test_faked[[]faked-client-{faked}-async[]] _*",
+                f"  called httpx.Client(...), replaced by FakeClient at known_apis.py:"
+                f"{line_of(known_apis, 'FAKED-CLIENT')} in _faked_client",
+            ]
+        )
+    result.stdout.no_fnmatch_line("*FAILED*-def]*")
+
+
 def test_a_middleware_made_on_the_first_request_is_app_creation_and_its_dispatch_is_not(
     pytester: pytest.Pytester,
 ) -> None:

@@ -175,6 +175,15 @@ def _zoneinfo() -> None:
     zoneinfo.ZoneInfo("Europe/Berlin")  # opens the time-zone data
 
 
+def _faked_get() -> None:
+    requests.get("http://api.test/users")  # FAKED-GET
+
+
+def _faked_client() -> None:
+    with httpx.Client() as client:  # FAKED-CLIENT
+        client.get("http://api.test/users")
+
+
 CALLS: dict[str, Callable[[], None]] = {
     "requests": _requests,
     "httpx": _httpx,
@@ -197,6 +206,8 @@ CALLS: dict[str, Callable[[], None]] = {
     "exists": _exists,
     "pathlib": _pathlib,
     "copy": _copy,
+    "faked-get": _faked_get,
+    "faked-client": _faked_client,
     "mimetypes": _mimetypes,
     "template": _template,
     "zoneinfo": _zoneinfo,
