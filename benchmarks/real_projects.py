@@ -33,7 +33,9 @@ class KnownBug:
     tests: str
     """What the tests do to the blocking work."""
     blocking: tuple[str, ...]
-    """`file:line` suffixes, any of which is the known bug's blocking line."""
+    """`file:line` suffixes, any of which is the known bug's line: the blocking line, or
+    the endpoint's line that reached it where other endpoints, not the bug's, reach the
+    same blocking line."""
 
 
 PROJECTS = (
@@ -83,21 +85,47 @@ PROJECTS = (
         " (dream-server/extensions/services/dashboard-api; the tests mock urlopen)",
         ("routers/updates.py:237",),
     ),
+    KnownBug(
+        "codeframe",
+        "frankbria/codeframe",
+        "0db6880d~1",
+        "0db6880d",
+        "`sqlite3.connect` of the workspace's database (core/workspace.py:87) from nine"
+        " `async def` task and cost endpoints; the lines of those endpoints that reach it",
+        (
+            "ui/routers/tasks_v2.py:237",
+            "ui/routers/tasks_v2.py:268",
+            "ui/routers/tasks_v2.py:310",
+            "ui/routers/tasks_v2.py:363",
+            "ui/routers/tasks_v2.py:390",
+            "ui/routers/tasks_v2.py:440",
+            "ui/routers/tasks_v2.py:1077",
+            "ui/routers/tasks_v2.py:1100",
+            "ui/routers/costs_v2.py:122",
+            "ui/routers/costs_v2.py:306",
+            "ui/routers/costs_v2.py:325",
+        ),
+    ),
 )
 
 
-def blocking_lines(report: Path) -> list[str]:
-    """The `file:line` of every finding in a loopwatch JSON report."""
+def blocking_lines(report: Path) -> list[list[str]]:
+    """For every finding in a loopwatch JSON report, the `file:line` of its blocking line
+    and of each frame of its stack."""
     document = json.loads(report.read_text())
     return [
-        f"{stall['location']['file']}:{stall['location']['line']}"
+        [
+            f"{frame['file']}:{frame['line']}"
+            for frame in (stall["location"], *stall.get("stack", ()))
+            if frame is not None
+        ]
         for stall in document["stalls"]
-        if stall["location"] is not None
     ]
 
 
-def hits(lines: list[str], bug: KnownBug) -> int:
-    return sum(line.endswith(bug.blocking) for line in lines)
+def hits(findings: list[list[str]], bug: KnownBug) -> int:
+    """How many findings have the known bug's line in their stack."""
+    return sum(any(line.endswith(bug.blocking) for line in lines) for lines in findings)
 
 
 def main() -> None:
