@@ -46,6 +46,9 @@ class TestState:
     __test__ = False  # not a test class, for pytest's collection
 
     settings: Settings
+    run: RunState
+    """The run's state, at hand: the config's stash costs two calls a look-up, and each
+    phase of each test looks."""
     watch: Watch | None = None
     held: list[tuple[str | None, list[Stall]]] = field(default_factory=list)
     """Findings not yet reported, by where in the test: a fixture's finding waits for the

@@ -266,17 +266,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Settle each test's settings now, so a bad marker fails the run before any test runs."""
-    run = config.stash[RUN].settings.test
+    run = config.stash[RUN]
     for item in items:
         marker = item.get_closest_marker(MARKER)
         try:
             item.stash[TEST] = TestState(
                 settings_for_test(
-                    run,
+                    run.settings.test,
                     None if marker is None else marker.args,
                     {} if marker is None else dict(marker.kwargs),
                     "loopwatch" in getattr(item, "fixturenames", ()),
-                )
+                ),
+                run,
             )
         except pytest.UsageError as error:
             raise pytest.UsageError(f"{item.nodeid}: {error}") from None
@@ -309,12 +310,13 @@ def _record_warning(item: pytest.Item, warning: Warning, when: str) -> None:
 def _test_state(item: pytest.Item) -> TestState:
     state = item.stash.get(TEST, None)
     if state is None:  # an item that was not collected the usual way
-        state = item.stash[TEST] = TestState(item.config.stash[RUN].settings.test)
+        run = item.config.stash[RUN]
+        state = item.stash[TEST] = TestState(run.settings.test, run)
     return state
 
 
 def _begin(item: pytest.Item, state: TestState) -> None:
-    run = item.config.stash[RUN]
+    run = state.run
     run.running_test = item.nodeid
     run.running_item = item
     state.held, state.failed = [], False  # a rerun (pytest-rerunfailures) starts afresh
@@ -424,7 +426,8 @@ def _check(item: pytest.Item, state: TestState, when: str, failed: bool) -> None
     that logs in) must not keep the body from running and showing its own."""
     if state.watch is None:
         return
-    _hold(item, state, None if when == "call" else when)
+    if state.watch.has_unreported():
+        _hold(item, state, None if when == "call" else when)
     if not state.held or (when == "setup" and not failed):
         return
     groups, state.held = state.held, []
@@ -447,7 +450,7 @@ def _check(item: pytest.Item, state: TestState, when: str, failed: bool) -> None
 
 def _watch_clients_imported_since(item: pytest.Item, state: TestState) -> None:
     """A test client imported by the previous phase (a fixture's import) is watched from now on."""
-    engine = item.config.stash[RUN].engine
+    engine = state.run.engine
     if state.watch is None or engine is None:
         return
     try:
@@ -458,7 +461,7 @@ def _watch_clients_imported_since(item: pytest.Item, state: TestState) -> None:
 
 def _end(item: pytest.Item, state: TestState) -> None:
     watch = state.watch
-    run = item.config.stash[RUN]
+    run = state.run
     if watch is None or run.engine is None:
         return
     run.app_calls += watch.app_calls
@@ -535,7 +538,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
             raise
         finally:
             _end(item, state)
-            item.config.stash[RUN].running_item = None
+            state.run.running_item = None
         _check(item, state, "teardown", failed=False)
         return result
     finally:
