@@ -298,6 +298,7 @@ class _AssignmentsHeard(types.ModuleType):
     when app code calls it. Reading attributes costs what it did: only setting them runs
     here."""
 
+    __loopwatch__ = True
     heard: Callable[[types.ModuleType, str, Any], Any] | None = None
     """What an assignment puts in place instead of the value given; never raises."""
 
@@ -598,6 +599,7 @@ class CallCatcher:
 
         watched.__name__ = watched.__qualname__ = name
         watched.__wrapped__ = original  # type: ignore[attr-defined]
+        watched.__loopwatch__ = True  # type: ignore[attr-defined]
         # A type defined in C takes no new attributes: its calls go unseen.
         with contextlib.suppress(TypeError, AttributeError):
             self._replace(owner, name, watched)
@@ -682,7 +684,7 @@ class CallCatcher:
         try:
             place = (id(module), name)
             original = self._originals.get(place)
-            if original is None or not callable(value) or _is_standing_in(value):
+            if original is None or not callable(value) or _is_loopwatchs(value):
                 return value
             if value is original:  # put back: the wrapper, if loopwatch had one there
                 placed = self._in_place.get(place)
@@ -765,7 +767,7 @@ class CallCatcher:
                 return
             owner, name = place
             fake = getattr(owner, name, None)
-            if type(owner) is _AssignmentsHeard or fake is None or _is_standing_in(fake):
+            if type(owner) is _AssignmentsHeard or fake is None or _is_loopwatchs(fake):
                 return  # heard as an assignment already
             original = getattr(api_value, "__wrapped__", api_value)
             if callable(fake) and not isinstance(fake, staticmethod | classmethod):
@@ -799,14 +801,14 @@ class CallCatcher:
         still ours: a patch laid over it since restores it itself."""
         own = name in vars(owner)
         original = vars(owner)[name] if own else None
-        setattr(owner, name, replacement)
+        _set_unheard(owner, name, replacement)
         self._in_place[(id(owner), name)] = (owner, name, replacement)
 
         def restore() -> None:
             if vars(owner).get(name) is not replacement:
                 return
             if own:
-                setattr(owner, name, original)
+                _set_unheard(owner, name, original)
             else:
                 delattr(owner, name)  # an inherited attribute was shadowed, not replaced
 
@@ -839,11 +841,23 @@ _STANDING_IN: weakref.WeakSet[Any] = weakref.WeakSet()
 """What loopwatch put in place of a fake: never wrapped again."""
 
 
-def _is_standing_in(value: Any) -> bool:
+def _is_loopwatchs(value: Any) -> bool:
+    """Whether loopwatch put `value` in place: a wrapper (of this session's catcher or of
+    one a pytester session inside it made) or a stand-in."""
+    if getattr(value, "__loopwatch__", False) is True:
+        return True
     try:
         return value in _STANDING_IN
     except TypeError:  # unhashable: none of ours
         return False
+
+
+def _set_unheard(owner: Any, name: str, value: Any) -> None:
+    """Set `owner.name` past the assignments heard: loopwatch's own placing and restoring."""
+    if getattr(type(owner), "__loopwatch__", False) is True:  # a module whose assignments are heard
+        object.__setattr__(owner, name, value)
+    else:
+        setattr(owner, name, value)
 
 
 def _stop_hearing(module: types.ModuleType) -> None:

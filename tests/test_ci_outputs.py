@@ -103,6 +103,7 @@ def test_annotations_name_files_from_the_repository_root(
     ]
 
 
+@pytest.mark.slow
 def test_under_xdist_the_controller_annotates_each_line_once(
     pytester: pytest.Pytester, ci_app: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,6 +51,7 @@ def test_pytest_timeout_leaves_detection_as_it_is(
     assert_blocking_ones_failed_at_their_line(result, app_files)
 
 
+@pytest.mark.slow
 def test_a_hang_is_shown_before_pytest_timeout_kills_the_run(
     pytester: pytest.Pytester, app_files: Path
 ) -> None:
@@ -72,6 +73,7 @@ def test_a_hang_is_shown_before_pytest_timeout_kills_the_run(
     assert "Timeout" in output + result.stderr.str()
 
 
+@pytest.mark.slow
 def test_pytest_randomly_order_changes_nothing(
     pytester: pytest.Pytester, app_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

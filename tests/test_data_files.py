@@ -11,6 +11,8 @@ import sys
 import pytest
 from conftest import line_of
 
+pytestmark = pytest.mark.slow  # sessions in subprocesses: numpy loads once a process
+
 APP = """
 import io
 import tempfile

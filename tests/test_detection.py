@@ -68,6 +68,7 @@ def test_a_blocking_async_handler_fails_with_its_blocking_line(
     )
 
 
+@pytest.mark.slow
 def test_a_new_thread_holding_the_gil_while_the_loop_waits_for_it_to_start_is_a_stall(
     pytester: pytest.Pytester, app_files: Path
 ) -> None:
@@ -190,6 +191,7 @@ def test_a_worker_thread_holding_the_gil_while_the_request_waits_is_a_stall(
     )
 
 
+@pytest.mark.slow
 def test_a_worker_thread_holding_the_gil_is_a_stall_on_uvloop(
     pytester: pytest.Pytester, app_files: Path
 ) -> None:
@@ -241,6 +243,7 @@ def test_a_worker_thread_holding_the_gil_is_a_stall_on_uvloop(
     )
 
 
+@pytest.mark.slow
 def test_a_worker_thread_holding_the_gil_is_a_stall_on_trio(
     pytester: pytest.Pytester, app_files: Path
 ) -> None:

@@ -7,6 +7,7 @@ import contextvars
 import gc
 import itertools
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -859,3 +860,23 @@ def test_nothing_kept_for_connections_threads_and_loops_outlives_them() -> None:
         assert not watch.stalls
     finally:
         engine.shutdown()  # no watchdog thread left for the tests after
+
+
+def test_loopwatchs_own_wrapping_and_restoring_are_not_taken_for_a_tests_fakes() -> None:
+    # A pytester session's engine inside a watched test wraps and restores the same
+    # modules: heard as a test's assignments, its wrappers became "fakes" that outlived it.
+    # In a process of its own: a catcher's audit hook stays for the process's life.
+    code = """
+import os, time
+import requests
+from pytest_loopwatch._calls import CallCatcher
+
+before = time.sleep, os.stat, requests.get, requests.Session.request, type(time)
+outer, inner = CallCatcher(), CallCatcher()
+outer.catch(())
+inner.catch(())
+inner.stop()
+outer.stop()
+assert (time.sleep, os.stat, requests.get, requests.Session.request, type(time)) == before
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)

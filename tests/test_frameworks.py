@@ -83,6 +83,7 @@ def test_websocket():
 """
 
 
+@pytest.mark.slow
 def test_litestar_clients_are_watched_with_their_route_and_handler(
     pytester: pytest.Pytester,
 ) -> None:
@@ -179,6 +180,7 @@ async def test_websocket():
 """
 
 
+@pytest.mark.slow
 def test_quart_clients_are_watched_with_their_route_and_handler(
     pytester: pytest.Pytester,
 ) -> None:
@@ -277,6 +279,7 @@ def test_client_on_a_def_view():
 """
 
 
+@pytest.mark.slow
 def test_django_clients_are_watched_on_async_views_with_their_route_and_view(
     pytester: pytest.Pytester,
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 from conftest import line_of
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         not os.path.exists("/proc/thread-self/schedstat"),
         reason="run-queue waits are read from Linux's schedstat",

@@ -232,6 +232,7 @@ def test_the_smallest_thresholds_are_shown_as_they_are() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_under_xdist_a_hang_reaches_the_terminal_and_reports_carry_the_markers_threshold(
     pytester: pytest.Pytester, app_files: Path
 ) -> None:

@@ -141,6 +141,7 @@ def test_an_empty_run_writes_an_empty_report(pytester: pytest.Pytester) -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [["-n", "2"], ["-p", "no:xdist"]])
 def test_with_xdist_each_stall_is_summarised_and_reported_once(
     pytester: pytest.Pytester, app_files: Path, workers: list[str]

@@ -211,7 +211,14 @@ def test_each_blocking_call_on_the_loop_fails_in_strict_mode(
 
 
 @pytest.mark.parametrize("call", [call for call, _, _ in CALLS])
-@pytest.mark.parametrize("way", ["def", "to-thread", "run-in-threadpool"])
+@pytest.mark.parametrize(
+    "way",
+    [
+        "def",
+        pytest.param("to-thread", marks=pytest.mark.slow),
+        pytest.param("run-in-threadpool", marks=pytest.mark.slow),
+    ],
+)
 def test_the_same_calls_off_the_loop_pass(
     pytester: pytest.Pytester, strict_app: Path, way: str, call: str, assert_no_stalls: NoStalls
 ) -> None:
