@@ -198,6 +198,7 @@ def _record_stall(
     samples: Counter[SampledStack] | None,
     blocking_call: str | None = None,
     family: str | None = None,
+    started: float | None = None,
     /,
 ) -> None:
     """On the loop thread, inside the app's call: only memory is read here."""
@@ -226,6 +227,7 @@ def _record_stall(
                 call=blocking_call,
                 family=family,
                 app=app,
+                stretch_started=started,
             )
         )
         if outlived and not any(known is recorder for known in _outlived):

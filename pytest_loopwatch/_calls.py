@@ -466,7 +466,7 @@ class CallCatcher:
                 self.allowed_counts[rule] += 1
                 return
             stack = sample_stack(frame)
-            stretch[1](stretch[2], 0.0, Counter({stack: 1}), describe(), family)
+            stretch[1](stretch[2], 0.0, Counter({stack: 1}), describe(), family, stretch[0])
         except Exception as error:  # noqa: BLE001 - runs inside the app's call
             note(f"catching a blocking call: {error!r}")
 

@@ -102,3 +102,8 @@ class RawStall:
     stall, `GIL_HELD_ELSEWHERE` or None."""
     app: Any = None
     """The app called: Quart and Django requests are matched to their route by it."""
+    stretch_started: float | None = None
+    """When the stretch began that held the loop or made the call: a stall and the calls its
+    stretch made are known to belong together by it."""
+    call_in_stretch: RawStall | None = None
+    """For a stall: the first blocking call its stretch made, if any."""

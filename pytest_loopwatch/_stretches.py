@@ -37,6 +37,7 @@ class LongStretchHandler(Protocol):
         samples: Counter[SampledStack] | None,
         call: str | None = None,
         family: str | None = None,
+        started: float | None = None,
         /,
     ) -> None: ...
 
@@ -425,9 +426,12 @@ def finish_stretch(thread: int, stretch: Stretch, steps: Any = None) -> None:
                 long_stretch_ended[thread] = end
                 held_elsewhere = _held_elsewhere(thread, stretch, look, steps, now)
                 if held_elsewhere is None:
-                    stretch[1](stretch[2], duration, look.samples if look is not None else None)
+                    samples = look.samples if look is not None else None
+                    stretch[1](stretch[2], duration, samples, None, None, stretch[0])
                 else:
-                    stretch[1](stretch[2], duration, held_elsewhere, None, GIL_HELD_ELSEWHERE)
+                    stretch[1](
+                        stretch[2], duration, held_elsewhere, None, GIL_HELD_ELSEWHERE, stretch[0]
+                    )
     finally:
         # Only now: whoever waits for the running stretches to end (a test ending while a
         # live server's handler finishes) then finds the stall recorded; and the watchdog,

@@ -76,6 +76,9 @@ class Watch:
         """Allow rule -> the stalls it let pass."""
         self._recorded: list[RawStall] = []
         self._calls_seen: set[tuple[str, int] | None] = set()
+        self._first_calls: dict[float, RawStall] = {}
+        """Stretch start -> the first blocking call of that stretch, until the stretch's stall
+        (if any) takes it; the oldest go past a few dozen, as the stretches have ended."""
         self._stalls: list[Stall] = []
         self._reported = 0
         self._lock = threading.Lock()
@@ -99,6 +102,16 @@ class Watch:
     def record(self, stall: RawStall) -> None:
         """On the loop thread, inside the app's call: keep it, resolve nothing."""
         with self._lock:
+            started = stall.stretch_started
+            if stall.call is not None and started is not None:
+                if started not in self._first_calls:
+                    self._first_calls[started] = stall
+                    if len(self._first_calls) > _STRETCHES_REMEMBERED:
+                        del self._first_calls[next(iter(self._first_calls))]
+            elif stall.call is None and started is not None and self._first_calls:
+                call = self._first_calls.pop(started, None)
+                if call is not None:
+                    stall = replace(stall, call_in_stretch=call)
             if stall.call is not None and stall.request.type != "lifespan":
                 # A loop of a thousand sleeps is one finding, not a thousand; and a line
                 # that blocks is named once per test, by its first call (subprocess.run:
@@ -154,6 +167,12 @@ class Watch:
     def _resolved(self, raw: RawStall) -> Stall | None:
         """The stall a developer reads; None for a stall in allowed frames."""
         found = blocking_stack(raw.samples) if raw.samples else None
+        call = raw.call_in_stretch
+        if call is not None and call.samples and (found is None or not _reaches_app(found)):
+            # The stretch called a known blocking API, and the watchdog saw no app code (it
+            # looked late, the call over): the call is what held the loop, at its line.
+            raw = replace(raw, samples=call.samples, call=call.call, family=call.family)
+            found = blocking_stack(call.samples)
         stack: tuple[Frame, ...] = ()
         location = reached_from = None
         if found is not None:
@@ -196,6 +215,15 @@ class Watch:
         )
 
 
+_STRETCHES_REMEMBERED = 32
+
+
+def _reaches_app(found: tuple[SampledStack, int, int | None]) -> bool:
+    """Whether a sampled stack's blocking frame is the app's, or is reached from it."""
+    sampled, index, reached_index = found
+    return reached_index is not None or to_frame(sampled[index]).is_user_code
+
+
 def _fix(
     raw: RawStall,
     endpoint: Endpoint | None,
@@ -230,14 +258,14 @@ def _merge_calls_into_stalls(stalls: list[Stall]) -> list[Stall]:
     calls = {_place(stall): stall for stall in stalls if stall.kind == "call"}
     naming: dict[int, Stall] = {}
     for stall in stalls:
-        call = calls.get(_place(stall)) if stall.kind == "stall" and stall.call is None else None
+        call = calls.get(_place(stall)) if stall.kind == "stall" else None
         if call is not None:
             naming[id(stall)] = call
     absorbed = {id(call) for call in naming.values()}
     return [
         replace(
             stall,
-            call=naming[id(stall)].call,
+            call=stall.call or naming[id(stall)].call,
             fix=stall.fix if stall.request.type == "lifespan" else naming[id(stall)].fix,
         )
         if id(stall) in naming
