@@ -307,7 +307,7 @@ def test_a_fake_put_in_place_by_plain_assignment_or_mocker_still_counts(
     # `def` endpoint beside it: the fake on the loop fails, off the loop passes.
     pytester.makepyfile(
         """
-        import httpx
+        import httpx  # the app's client, in tox's httpx2 env too
         import pytest
         import requests
         from unittest import mock
