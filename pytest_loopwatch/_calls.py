@@ -30,7 +30,6 @@ import os
 import re
 import sys
 import types
-import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -729,6 +728,7 @@ class CallCatcher:
             "__module__": fake.__module__,
             "__qualname__": fake.__qualname__,
             "__doc__": fake.__doc__,
+            "__loopwatch__": True,
         }
         methods = f"{api.attribute}."
         for method_api in CATALOGUE:
@@ -743,7 +743,6 @@ class CallCatcher:
         except Exception as error:  # noqa: BLE001 - a class that takes no subclass stays
             note(f"standing in for {fake.__qualname__}: {error!r}")
             return fake
-        _STANDING_IN.add(standing_in)
         return standing_in
 
     def _know_fakes(self, monkeypatch_class: Any) -> None:
@@ -788,7 +787,7 @@ class CallCatcher:
                 catcher.notice(lambda: shown, api.family, called)
             return fake(*args, **kwargs)
 
-        _STANDING_IN.add(standing_in)
+        standing_in.__loopwatch__ = True  # type: ignore[attr-defined]
         return standing_in
 
     def _is_ours(self, owner: Any, name: str) -> bool:
@@ -819,12 +818,12 @@ class _StandingInCall:
     """A callable object that is no descriptor: on a class it is called as the mock it
     stands for was, without the instance."""
 
-    __slots__ = ("__weakref__", "_api", "_catcher", "_fake", "_shown")
+    __slots__ = ("_api", "_catcher", "_fake", "_shown")
+    __loopwatch__ = True
 
     def __init__(self, catcher: CallCatcher, api: BlockingApi, fake: Any) -> None:
         self._catcher, self._api, self._fake = catcher, api, fake
         self._shown = f"{api.name}(...), replaced by a {type(fake).__name__}"
-        _STANDING_IN.add(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # pytest: a traceback through here points at the app
@@ -837,19 +836,10 @@ class _StandingInCall:
         return getattr(self._fake, name)  # the fake's own attributes, as the test set them
 
 
-_STANDING_IN: weakref.WeakSet[Any] = weakref.WeakSet()
-"""What loopwatch put in place of a fake: never wrapped again."""
-
-
 def _is_loopwatchs(value: Any) -> bool:
-    """Whether loopwatch put `value` in place: a wrapper (of this session's catcher or of
-    one a pytester session inside it made) or a stand-in."""
-    if getattr(value, "__loopwatch__", False) is True:
-        return True
-    try:
-        return value in _STANDING_IN
-    except TypeError:  # unhashable: none of ours
-        return False
+    """Whether loopwatch put `value` in place, as a wrapper or a stand-in (of this
+    session's catcher or of one a pytester session inside it made): never wrapped again."""
+    return getattr(value, "__loopwatch__", False) is True
 
 
 def _set_unheard(owner: Any, name: str, value: Any) -> None:
